@@ -1,0 +1,1 @@
+"""Sensor protocols: pure, table-driven decoders (bytes -> samples in SI units) and command encoders."""
