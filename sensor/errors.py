@@ -43,3 +43,7 @@ class ConfigError(HoldmonError):
 
 class DeviceError(HoldmonError):
     """A Bluetooth device could not be found, connected or configured."""
+
+
+class DataError(HoldmonError):
+    """Sample data cannot be processed: wrong array shape, too few samples, unusable timestamps."""
