@@ -1,0 +1,104 @@
+"""Time base of a sample stream: nominal rate, gaps (from the sample counter or from time), short-gap fill.
+
+Timestamps of BLE sensors jitter: a sample that arrives late makes one interval long and the next one
+short by the same amount. Gap detection without a counter therefore offsets a long interval against
+short neighbouring intervals before counting missing samples, so jitter alone is not a gap. Counting
+from time is reliable for jitter up to about a quarter of a sample period per sample; beyond that the
+sample counter (seq) is needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensor.dsp import as_array
+from sensor.errors import ConfigError, DataError
+from sensor.types import Gap, Samples
+
+
+def nominal_rate_hz(t_s: np.ndarray) -> float:
+    """Sample rate of timestamps t_s (n,), n >= 2, robust to jitter and gaps.
+
+    A first estimate from the median time step (of the steps that are not gaps) finds the gaps; the rate is then the number of sample
+    periods (received plus missing) over the whole time span. Falls back to the median estimate when
+    time does not increase throughout.
+    """
+    t_s = as_array("t_s", t_s, (None,))
+    dt_s = np.diff(t_s)
+    ok = np.isfinite(dt_s) & (dt_s > 0)
+    if not ok.any():
+        raise DataError(f"cannot tell the sample rate: no increasing timestamps among {t_s.size} samples")
+    step_s = np.median(dt_s[ok])
+    median_rate_hz = float(1.0 / np.median(dt_s[ok & (dt_s < 1.5 * step_s)]))  # without gap intervals
+    if not ok.all():
+        return median_rate_hz
+    periods = dt_s.size + int(_missing_per_interval(t_s, None, median_rate_hz).sum())
+    return float(periods / (t_s[-1] - t_s[0]))
+
+
+def _missing_per_interval(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: float) -> np.ndarray:
+    """Number of missing samples in each interval between consecutive samples, (n - 1,) int64."""
+    if seq is not None:
+        seq = np.asarray(seq)
+        if seq.shape != t_s.shape:
+            raise DataError(f"seq has shape {seq.shape} but t_s has shape {t_s.shape}")
+        return np.maximum(np.diff(seq.astype(np.int64)) - 1, 0)
+    if not rate_hz > 0:
+        raise ConfigError(f"sample rate must be > 0 Hz, got {rate_hz}")
+    excess = np.diff(t_s) * rate_hz - 1.0  # periods more than one per interval
+    missing = np.zeros(excess.shape, dtype=np.int64)
+    long_ = np.flatnonzero(excess > 0.5)
+    if long_.size == 0:
+        return missing
+    shortfall = np.clip(np.concatenate([[0.0], excess, [0.0]]), -1.0, 0.0)  # padded: interval i at i + 1
+    offset = excess[long_] + shortfall[long_] + shortfall[long_ + 2]
+    missing[long_] = np.maximum(np.rint(offset), 0).astype(np.int64)
+    return missing
+
+
+def find_gaps(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: float) -> list[Gap]:
+    """Gaps in a stream with timestamps t_s (n,) and, if the source has one, sample counter seq (n,).
+
+    With seq a gap is a counter jump > 1 (jumps <= 0 are not gaps). Without it a gap is an interval longer
+    than 1.5 nominal periods (1 / rate_hz) that neighbouring short intervals do not explain. Each Gap is
+    bracketed by the times of the samples either side of it.
+    """
+    t_s = as_array("t_s", t_s, (None,))
+    missing = _missing_per_interval(t_s, seq, rate_hz)
+    idx = np.flatnonzero(missing)
+    return [Gap(float(t_s[i]), float(t_s[i + 1]), int(missing[i])) for i in idx]
+
+
+def fill_short_gaps(samples: Samples, rate_hz: float, max_missing: int = 3) -> Samples:
+    """Insert linearly interpolated samples into every gap of 1..max_missing missing samples.
+
+    Gaps are found as in `find_gaps`; t_s, acc, gyr, mag are interpolated between the two samples
+    bracketing a gap and seq continues the count. Longer gaps are left as they are. Returns `samples`
+    itself when nothing is filled.
+    """
+    t_s = as_array("t_s", samples.t_s, (None,))
+    missing = _missing_per_interval(t_s, samples.seq, rate_hz)
+    missing[missing > max_missing] = 0
+    if not missing.any():
+        return samples
+    gap_idx = np.repeat(np.arange(missing.size), missing)  # interval of each inserted sample
+    first = np.cumsum(missing) - missing  # inserted samples before each interval's own ones
+    k = np.arange(gap_idx.size) - first[gap_idx] + 1  # 1..m within its gap
+    frac = k / (missing[gap_idx] + 1.0)
+    orig_pos = np.arange(t_s.size) + np.concatenate([[0], np.cumsum(missing)])
+    new_pos = orig_pos[gap_idx] + k
+
+    def fill(x: np.ndarray | None) -> np.ndarray | None:
+        if x is None:
+            return None
+        out = np.empty((orig_pos[-1] + 1,) + x.shape[1:], dtype=x.dtype)
+        out[orig_pos] = x
+        if np.issubdtype(x.dtype, np.integer):
+            out[new_pos] = x[gap_idx] + k
+        else:
+            f = frac.reshape((-1,) + (1,) * (x.ndim - 1))
+            out[new_pos] = x[gap_idx] + f * (x[gap_idx + 1] - x[gap_idx])
+        return out
+
+    return Samples(fill(samples.t_s), fill(samples.acc_mps2), fill(samples.gyr_radps),
+                   fill(samples.seq), fill(samples.mag_ut))
