@@ -97,7 +97,8 @@ def render_table(per_trial: dict[str, dict[str, float]], mean: dict[str, float],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory with the BROAD *.npz files")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="directory with the BROAD *.npz files")
     parser.add_argument("--chunk-samples", type=int, default=10, help="samples per streaming update")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object")
     args = parser.parse_args()
@@ -121,7 +122,8 @@ def main() -> int:
             progress.advance(task)
     mean = {name: float(np.mean([rmse[name] for rmse in per_trial.values()])) for name in estimators}
 
-    Console(width=None if sys.stdout.isatty() else 110).print(render_table(per_trial, mean, args.chunk_samples))
+    console = Console(width=None if sys.stdout.isatty() else 110)  # full trial names when piped
+    console.print(render_table(per_trial, mean, args.chunk_samples))
     if args.json:
         print(json.dumps({
             "trials": len(per_trial),

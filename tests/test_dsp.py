@@ -25,7 +25,9 @@ def quat_wxyz(rot: Rotation) -> np.ndarray:
     return rot.as_quat(scalar_first=True)
 
 
-def synthetic_imu(rate_hz: float = 100.0, duration_s: float = 60.0) -> tuple[Rotation, np.ndarray, np.ndarray]:
+def synthetic_imu(
+    rate_hz: float = 100.0, duration_s: float = 60.0
+) -> tuple[Rotation, np.ndarray, np.ndarray]:
     """Noise-free IMU data of a sensor tilting and turning smoothly: (true S->E rotations, gyr, acc)."""
     t_s = np.arange(int(duration_s * rate_hz)) / rate_hz
     ramp = np.clip(t_s / 5.0 - 1.0, 0.0, 1.0)  # still for 5 s, then moving

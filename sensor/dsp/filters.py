@@ -36,7 +36,8 @@ class StreamingSOS:
     """Causal SOS filter fed chunk by chunk; the output equals one `sosfilt` call over all chunks.
 
     The filter state starts as the steady state for the first sample (as with `sosfilt_zi`), so a
-    signal that starts at a constant offset has no start transient.
+    signal that starts at a constant offset has no start transient. Input must be finite: a NaN
+    would stay in the state for good.
     """
 
     def __init__(self, sos: np.ndarray, n_channels: int) -> None:

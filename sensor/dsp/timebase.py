@@ -19,9 +19,9 @@ from sensor.types import Gap, Samples
 def nominal_rate_hz(t_s: np.ndarray) -> float:
     """Sample rate of timestamps t_s (n,), n >= 2, robust to jitter and gaps.
 
-    A first estimate from the median time step (of the steps that are not gaps) finds the gaps; the rate is then the number of sample
-    periods (received plus missing) over the whole time span. Falls back to the median estimate when
-    time does not increase throughout.
+    A first estimate from the median time step (of the steps that are not gaps) finds the gaps; the
+    rate is then the number of sample periods (received plus missing) over the whole time span. Falls
+    back to the median estimate when time does not increase throughout.
     """
     t_s = as_array("t_s", t_s, (None,))
     dt_s = np.diff(t_s)
@@ -88,17 +88,18 @@ def fill_short_gaps(samples: Samples, rate_hz: float, max_missing: int = 3) -> S
     orig_pos = np.arange(t_s.size) + np.concatenate([[0], np.cumsum(missing)])
     new_pos = orig_pos[gap_idx] + k
 
-    def fill(x: np.ndarray | None) -> np.ndarray | None:
-        if x is None:
-            return None
+    def spread(x: np.ndarray, inserted: np.ndarray) -> np.ndarray:
         out = np.empty((orig_pos[-1] + 1,) + x.shape[1:], dtype=x.dtype)
         out[orig_pos] = x
-        if np.issubdtype(x.dtype, np.integer):
-            out[new_pos] = x[gap_idx] + k
-        else:
-            f = frac.reshape((-1,) + (1,) * (x.ndim - 1))
-            out[new_pos] = x[gap_idx] + f * (x[gap_idx + 1] - x[gap_idx])
+        out[new_pos] = inserted
         return out
 
-    return Samples(fill(samples.t_s), fill(samples.acc_mps2), fill(samples.gyr_radps),
-                   fill(samples.seq), fill(samples.mag_ut))
+    def interpolate(x: np.ndarray | None) -> np.ndarray | None:
+        if x is None:
+            return None
+        f = frac.reshape((-1,) + (1,) * (x.ndim - 1))
+        return spread(x, x[gap_idx] + f * (x[gap_idx + 1] - x[gap_idx]))
+
+    seq = None if samples.seq is None else spread(samples.seq, samples.seq[gap_idx] + k)
+    return Samples(interpolate(samples.t_s), interpolate(samples.acc_mps2), interpolate(samples.gyr_radps),
+                   seq, interpolate(samples.mag_ut))
