@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import signal
 from scipy.spatial.transform import Rotation
 
@@ -233,6 +235,24 @@ def test_fill_short_gaps_interpolates_and_leaves_long_gaps() -> None:
         assert timebase.find_gaps(filled.t_s, filled.seq, 100.0) == [Gap(0.11, 0.16, 4)]
     clean = Samples(t_s[:5], acc[:5], gyr[:5])
     assert timebase.fill_short_gaps(clean, 100.0) is clean
+
+
+@given(st.lists(st.integers(min_value=1, max_value=7), min_size=2, max_size=60),
+       st.integers(min_value=0, max_value=5))
+def test_fill_short_gaps_closes_exactly_the_short_gaps(steps: list[int], max_missing: int) -> None:
+    seq = np.cumsum(steps).astype(np.int64)
+    t_s = seq / 50.0
+    acc = np.column_stack([seq, -seq, seq**2]).astype(float)
+    samples = Samples(t_s, acc, acc * 0.5, seq)
+    filled = timebase.fill_short_gaps(samples, 50.0, max_missing)
+    long_steps = [s for s in steps[1:] if s - 1 > max_missing]
+    assert [g.missing_samples for g in timebase.find_gaps(filled.t_s, filled.seq, 50.0)] == [
+        s - 1 for s in long_steps]
+    assert len(filled) == seq[-1] - seq[0] + 1 - sum(s - 1 for s in long_steps)
+    kept = np.isin(filled.seq, seq)
+    np.testing.assert_array_equal(filled.acc_mps2[kept], acc)  # received samples untouched
+    np.testing.assert_allclose(filled.t_s, filled.seq / 50.0, rtol=1e-12)
+    np.testing.assert_allclose(filled.acc_mps2[:, :2], np.column_stack([filled.seq, -filled.seq]), rtol=1e-12)
 
 
 def test_timebase_input_errors() -> None:
