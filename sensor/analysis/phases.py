@@ -1,0 +1,460 @@
+"""Phase segmentation rest -> lift -> hold -> lower -> rest, fed chunk by chunk.
+
+The tracker sees per-sample features (time, motion score, vertical linear acceleration in the earth
+frame, lift angle, angular velocity). Each sample is classified moving/still with hysteresis on the
+smoothed motion score (vectorised per chunk); Python only walks the run boundaries.
+
+A motion *episode* starts at a moving sample and ends where a still run lasting `still_min_s` begins.
+When that still run is confirmed the episode is classified:
+
+- at rest: a lift if the ankle (sensor) ended raised by >= `lift_rise_min_cm` (vertical displacement
+  from integrating earth-frame acceleration with the velocity pinned to zero in the still phases on both
+  sides and a linear velocity de-drift), or for the thigh placement if the angle ended
+  >= `lift_angle_min_deg` above standing and the displacement agrees; an episode that went up by as
+  much but came back down without settling is an aborted rep; anything else is fidgeting.
+- in a hold: a lowering if it brought the sensor down by `lower_fraction` of the rep's rise (thigh: the
+  angle fell by that fraction); otherwise a balance correction (the hold goes on).
+
+Decisions depend only on sample values, never on where chunks start or end, so feeding a recording
+whole or in 10-sample chunks gives the same reps and events.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sensor.analysis.metrics import hold_metrics, rep_flags
+from sensor.config import AnalysisParams
+from sensor.errors import ConfigError
+from sensor.types import Placement, Rep
+
+PHASES = ("rest", "lift", "hold", "lower")
+PHASE_CODES = {name: code for code, name in enumerate(PHASES)}
+
+EVENT_KINDS = ("lift_start", "hold_start", "target_reached", "goal_reached", "sagging", "lower_now",
+               "hold_end", "rep_done", "rep_aborted", "gap")
+
+_LOOKBACK_S = 1.0
+_SAG_TICK_S = 0.5
+_SAG_MIN_WINDOW_S = 3.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the user should hear about, at time t_s of the recording's time base."""
+
+    kind: str
+    t_s: float
+    rep: Rep | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Features:
+    """Per-sample inputs of the phase tracker (all arrays share n).
+
+    t_s: (n,) s. motion_dps: (n,) smoothed motion score. acc_up_mps2: (n,) earth-frame vertical
+    linear acceleration (gravity removed). angle_deg: (n,) lift angle. gyr_dps: (n, 3) angular velocity
+    with the gyro bias removed.
+    """
+
+    t_s: np.ndarray
+    motion_dps: np.ndarray
+    acc_up_mps2: np.ndarray
+    angle_deg: np.ndarray
+    gyr_dps: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t_s.shape[0])
+
+    def slice(self, start: int, stop: int) -> "Features":
+        return Features(self.t_s[start:stop], self.motion_dps[start:stop], self.acc_up_mps2[start:stop],
+                        self.angle_deg[start:stop], self.gyr_dps[start:stop])
+
+    @staticmethod
+    def concat(blocks: list["Features"]) -> "Features":
+        return Features(*(np.concatenate([getattr(b, name) for b in blocks])
+                          for name in ("t_s", "motion_dps", "acc_up_mps2", "angle_deg", "gyr_dps")))
+
+
+def hysteresis(x: np.ndarray, high: float, low: float, initial: bool) -> np.ndarray:
+    """Boolean (n,) state: True after x exceeds `high`, False after it falls below `low`.
+
+    Samples in between (and NaN) keep the previous state; `initial` is the state before x[0].
+    """
+    n = x.shape[0]
+    decided = np.zeros(n, dtype=np.int8)
+    decided[x > high] = 1
+    decided[x < low] = -1
+    last = np.maximum.accumulate(np.where(decided != 0, np.arange(n), -1))
+    return np.where(last >= 0, decided[np.maximum(last, 0)] == 1, initial)
+
+
+def vertical_displacement_cm(t_s: np.ndarray, acc_up_mps2: np.ndarray) -> np.ndarray:
+    """Displacement (n,) in cm from t_s[0], with the velocity pinned to zero at both ends.
+
+    Trapezoidal double integration; the velocity's end value is removed linearly over time
+    (equivalent to removing a constant acceleration bias over the window).
+    """
+    n = t_s.shape[0]
+    if n < 3 or t_s[-1] <= t_s[0]:
+        return np.zeros(n)
+    dt_s = np.diff(t_s)
+    vel = np.concatenate(([0.0], np.cumsum(0.5 * (acc_up_mps2[1:] + acc_up_mps2[:-1]) * dt_s)))
+    vel -= vel[-1] * (t_s - t_s[0]) / (t_s[-1] - t_s[0])
+    pos = np.concatenate(([0.0], np.cumsum(0.5 * (vel[1:] + vel[:-1]) * dt_s)))
+    return 100.0 * pos
+
+
+class _Buffer:
+    """Features kept from global sample index `base` onwards."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.data: Features | None = None
+
+    @property
+    def end(self) -> int:
+        return self.base + (0 if self.data is None else len(self.data))
+
+    def append(self, block: Features) -> None:
+        self.data = block if self.data is None or len(self.data) == 0 else Features.concat([self.data, block])
+
+    def trim(self, keep_from: int) -> None:
+        cut = keep_from - self.base
+        if self.data is not None and cut > 0:
+            self.data = self.data.slice(cut, len(self.data))
+            self.base += cut
+
+    def view(self, start: int, stop: int) -> Features:
+        lo = max(start, self.base) - self.base
+        hi = max(min(stop, self.end), self.base) - self.base
+        return self.data.slice(lo, hi)
+
+    def t(self, index: int) -> float:
+        return float(self.data.t_s[min(max(index, self.base), self.end - 1) - self.base])
+
+
+@dataclass
+class _RepState:
+    index: int
+    lift_start_i: int
+    hold_start_i: int
+    rise_cm: float
+    hold_angle_deg: float
+    corrections: int = 0
+    long_corrections: int = 0
+    balance_loss: bool = False
+    target_emitted: bool = False
+    goal_emitted: bool = False
+    sag_emitted: bool = False
+    next_sag_tick_s: float = math.inf
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class PhaseTracker:
+    """Chunk-fed rep segmentation (see module doc). `feed()` returns the events of that chunk.
+
+    index_delay: samples by which the motion score lags the other features (causal smoothing in live
+    mode); reported boundaries are moved back by it.
+    """
+
+    def __init__(self, params: AnalysisParams, placement: Placement, rate_hz: float,
+                 index_delay: int = 0) -> None:
+        if placement not in ("ankle", "thigh"):
+            raise ConfigError(f"placement must be 'ankle' or 'thigh', got {placement!r}")
+        if not rate_hz > 0:
+            raise ConfigError(f"rate_hz must be > 0, got {rate_hz!r}")
+        self.params = params
+        self.placement = placement
+        self.rate_hz = float(rate_hz)
+        self.index_delay = int(index_delay)
+        self.reps: list[Rep] = []
+        self._still_min_n = max(1, int(math.ceil(params.still_min_s * rate_hz)))
+        self._pad_n = min(int(round(params.integration_pad_s * rate_hz)), self._still_min_n)
+        self._lookback_n = int(round(_LOOKBACK_S * rate_hz))
+        self._max_buffer_n = int(round(params.max_rep_buffer_s * rate_hz))
+        self._buf = _Buffer()
+        self._n = 0
+        self._moving = False
+        self._run_start = 0
+        self._run_moving = False
+        self._run_confirmed = False
+        self._episode_start: int | None = None
+        self._rep: _RepState | None = None
+        self._events: list[Event] = []
+        self._finished = False
+
+    # ----- public state -------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        """'rest', 'lift' (moving from rest), 'hold' (incl. corrections not yet classified)."""
+        if self._rep is None:
+            return "lift" if self._episode_start is not None else "rest"
+        return "hold"
+
+    @property
+    def samples_seen(self) -> int:
+        return self._n
+
+    def hold_elapsed_s(self) -> float:
+        if self._rep is None or self._buf.data is None:
+            return 0.0
+        return max(0.0, self._buf.t(self._n - 1) - self._t(self._rep.hold_start_i))
+
+    def hold_sagging(self) -> bool:
+        return self._rep is not None and self._rep.sag_emitted
+
+    # ----- feeding ------------------------------------------------------------------------
+    def feed(self, block: Features) -> list[Event]:
+        """Process the next block of features; returns the events it completed."""
+        n = len(block)
+        if n == 0:
+            return []
+        self._buf.append(block)
+        n0 = self._n
+        self._n += n
+        p = self.params
+        moving = hysteresis(block.motion_dps, p.moving_threshold_dps, p.still_threshold_dps, self._moving)
+        self._moving = bool(moving[-1])
+        previous = np.empty(n, dtype=bool)
+        previous[0] = self._run_moving
+        previous[1:] = moving[:-1]
+        for i in np.flatnonzero(moving != previous):
+            self._advance(n0 + int(i))
+            self._begin_run(n0 + int(i), bool(moving[i]))
+        self._advance(n0 + n)
+        self._trim()
+        events, self._events = self._events, []
+        return events
+
+    def finish(self) -> list[Event]:
+        """End of data: close an open episode or hold. Returns the final events."""
+        if self._finished or self._n == 0:
+            self._finished = True
+            return []
+        self._finished = True
+        if self._episode_start is not None:
+            start, self._episode_start = self._episode_start, None
+            self._classify(start, self._n, settled=False)
+        if self._rep is not None:
+            self._end_hold(self._n - 1, None, balance_loss=False, reason="recording_end")
+        events, self._events = self._events, []
+        return events
+
+    # ----- run walking --------------------------------------------------------------------
+    def _begin_run(self, index: int, moving: bool) -> None:
+        self._run_start = index
+        self._run_moving = moving
+        self._run_confirmed = False
+        if moving and self._episode_start is None:
+            self._episode_start = index
+
+    def _advance(self, until: int) -> None:
+        """The current run extends at least to sample `until` (exclusive)."""
+        if (not self._run_moving and not self._run_confirmed
+                and until - self._run_start >= self._still_min_n):
+            confirm = self._run_start + self._still_min_n
+            self._hold_ticks(confirm)
+            self._run_confirmed = True
+            if self._episode_start is not None:
+                start, self._episode_start = self._episode_start, None
+                self._classify(start, self._run_start, settled=True)
+        self._hold_ticks(until)
+
+    def _trim(self) -> None:
+        if self._rep is not None:
+            keep = self._rep.lift_start_i - self._lookback_n
+        elif self._episode_start is not None:
+            keep = self._episode_start - self._lookback_n
+        else:
+            keep = self._n - self._lookback_n
+        self._buf.trim(max(keep, self._n - self._max_buffer_n))
+
+    def _t(self, index: int) -> float:
+        return self._buf.t(index)
+
+    # ----- episode classification ---------------------------------------------------------
+    def _classify(self, start: int, end: int, settled: bool) -> None:
+        """Classify the motion episode [start, end); `end` begins a confirmed still run if settled."""
+        pre = max(start - self._pad_n, self._buf.base)
+        post = min(end + self._pad_n, self._n)
+        span = self._buf.view(pre, post)
+        z_cm = vertical_displacement_cm(span.t_s, span.acc_up_mps2) if settled else None
+        episode = self._buf.view(start, end)
+        before = self._buf.view(pre, start).angle_deg
+        after = self._buf.view(end, end + self._still_min_n).angle_deg
+        angle_before = float(before.mean()) if before.size else float(episode.angle_deg[0])
+        angle_after = float(after.mean()) if (settled and after.size) else math.nan
+        info = {
+            "net_cm": float(z_cm[-1]) if z_cm is not None else math.nan,
+            "max_cm": float(z_cm.max()) if z_cm is not None else math.nan,
+            "min_cm": float(z_cm.min()) if z_cm is not None else math.nan,
+            "angle_before": angle_before,
+            "angle_after": angle_after,
+            "angle_max": float(episode.angle_deg.max()),
+            "peak_motion_dps": float(episode.motion_dps.max()),
+            "duration_s": self._t(end) - self._t(start),
+        }
+        if self._rep is None:
+            self._classify_at_rest(start, end, settled, info)
+        else:
+            self._classify_in_hold(start, end, settled, info)
+
+    def _classify_at_rest(self, start: int, end: int, settled: bool, info: dict) -> None:
+        p = self.params
+        if settled and self._is_lift(info):
+            lift_start = self._refine_start(start)
+            hold_start = self._refine_end(end)
+            self._rep = _RepState(
+                index=len(self.reps) + 1, lift_start_i=lift_start, hold_start_i=hold_start,
+                rise_cm=info["net_cm"], hold_angle_deg=info["angle_after"],
+                next_sag_tick_s=self._t(hold_start) + p.settle_s + _SAG_MIN_WINDOW_S,
+            )
+            self._rep.extra["lift_rise_cm"] = round(info["net_cm"], 2)
+            self._emit("lift_start", lift_start)
+            self._emit("hold_start", hold_start)
+            return
+        went_up = (info["max_cm"] >= p.lift_rise_min_cm if settled else False) or (
+            info["angle_max"] - info["angle_before"] >= p.lift_angle_min_deg)
+        if went_up and info["duration_s"] >= p.aborted_min_s:
+            self._aborted_rep(self._refine_start(start), self._refine_end(end) if settled else end - 1)
+
+    def _is_lift(self, info: dict) -> bool:
+        p = self.params
+        if self.placement == "thigh":
+            return (info["angle_after"] >= p.lift_angle_min_deg
+                    and info["net_cm"] >= 0.5 * p.lift_rise_min_cm)
+        return info["net_cm"] >= p.lift_rise_min_cm
+
+    def _classify_in_hold(self, start: int, end: int, settled: bool, info: dict) -> None:
+        p = self.params
+        rep = self._rep
+        if not settled:
+            self._end_hold(self._refine_start(start), None, balance_loss=False, reason="recording_end")
+            return
+        if self._is_lowering(info):
+            balance_loss = info["peak_motion_dps"] >= p.balance_loss_motion_dps
+            self._end_hold(self._refine_start(start), self._refine_end(end), balance_loss, "lowered")
+            return
+        rep.corrections += 1
+        if info["duration_s"] > p.correction_max_s:
+            rep.long_corrections += 1
+        if info["peak_motion_dps"] >= p.balance_loss_motion_dps:
+            rep.balance_loss = True
+
+    def _is_lowering(self, info: dict) -> bool:
+        p = self.params
+        rep = self._rep
+        dropped_cm = -info["net_cm"] >= p.lower_fraction * max(rep.rise_cm, p.lift_rise_min_cm)
+        if self.placement == "thigh":
+            fell_deg = rep.hold_angle_deg - info["angle_after"]
+            return fell_deg >= p.lower_fraction * max(rep.hold_angle_deg, p.lift_angle_min_deg)
+        return dropped_cm
+
+    # ----- boundary refinement ------------------------------------------------------------
+    def _refine_start(self, start: int) -> int:
+        """Move an episode start back to where the motion score last was below edge_threshold_dps."""
+        lo = max(start - self._lookback_n, self._buf.base)
+        motion = self._buf.view(lo, start).motion_dps
+        quiet = np.flatnonzero(motion <= self.params.edge_threshold_dps)
+        first_moving = lo + int(quiet[-1]) + 1 if quiet.size else lo
+        return max(first_moving - self.index_delay, self._buf.base)
+
+    def _refine_end(self, end: int) -> int:
+        """Move an episode end forward to where the motion score falls below edge_threshold_dps."""
+        motion = self._buf.view(end, end + self._still_min_n).motion_dps
+        quiet = np.flatnonzero(motion <= self.params.edge_threshold_dps)
+        settled = end + int(quiet[0]) if quiet.size else end
+        return max(settled - self.index_delay, self._buf.base)
+
+    # ----- reps ---------------------------------------------------------------------------
+    def _hold_ticks(self, until: int) -> None:
+        """Timed hold events (target, goal, sagging) whose time is covered by samples < until."""
+        rep = self._rep
+        if rep is None or until <= rep.hold_start_i or self._buf.data is None:
+            return
+        p = self.params
+        t_last = self._t(until - 1)
+        hold_start_s = self._t(rep.hold_start_i)
+        if not rep.target_emitted and t_last >= hold_start_s + p.target_hold_s:
+            rep.target_emitted = True
+            self._events.append(Event("target_reached", hold_start_s + p.target_hold_s,
+                                      message=f"{p.target_hold_s:g} s reached"))
+        if not rep.goal_emitted and t_last >= hold_start_s + p.goal_hold_s:
+            rep.goal_emitted = True
+            self._events.append(Event("goal_reached", hold_start_s + p.goal_hold_s,
+                                      message=f"{p.goal_hold_s:g} s goal reached"))
+            self._events.append(Event("lower_now", hold_start_s + p.goal_hold_s, message="lower now"))
+        while not rep.sag_emitted and t_last >= rep.next_sag_tick_s:
+            tick_s = rep.next_sag_tick_s
+            rep.next_sag_tick_s += _SAG_TICK_S
+            window = self._buf.view(rep.hold_start_i, until)
+            keep = (window.t_s >= hold_start_s + p.settle_s) & (window.t_s <= tick_s)
+            if keep.sum() >= 3:
+                slope = np.polyfit(window.t_s[keep] - tick_s, window.angle_deg[keep], 1)[0]
+                if slope <= -p.sag_limit_deg_per_s:
+                    rep.sag_emitted = True
+                    self._events.append(Event("sagging", tick_s, message="leg sagging"))
+
+    def _end_hold(self, hold_end_i: int, lower_end_i: int | None, balance_loss: bool, reason: str) -> None:
+        rep = self._rep
+        self._rep = None
+        hold_end_i = max(hold_end_i, rep.hold_start_i)
+        rep.extra["hold_end_reason"] = reason
+        rep.extra["long_corrections"] = rep.long_corrections
+        result = self._make_rep(rep, hold_end_i, lower_end_i, balance_loss or rep.balance_loss)
+        self.reps.append(result)
+        self._emit("hold_end", hold_end_i)
+        self._events.append(Event("rep_done", result.lower_end_s if result.lower_end_s is not None
+                                  else result.hold_end_s, rep=result))
+
+    def _make_rep(self, rep: _RepState, hold_end_i: int, lower_end_i: int | None,
+                  balance_loss: bool) -> Rep:
+        p = self.params
+        span = self._buf.view(rep.lift_start_i, hold_end_i + 1)
+        hold_start_s = self._t(rep.hold_start_i)
+        hold_end_s = self._t(hold_end_i)
+        duration_s = hold_end_s - hold_start_s
+        metrics = hold_metrics(span.t_s, span.angle_deg, span.gyr_dps, hold_start_s, hold_end_s,
+                               self.rate_hz, p)
+        flags = rep_flags(duration_s, metrics, rep.corrections, False, balance_loss, p)
+        return Rep(
+            index=rep.index,
+            lift_start_s=self._t(rep.lift_start_i),
+            hold_start_s=hold_start_s,
+            hold_end_s=hold_end_s,
+            lower_end_s=None if lower_end_i is None else self._t(lower_end_i),
+            hold_duration_s=duration_s,
+            peak_angle_deg=metrics.peak_angle_deg,
+            hold_angle_mean_deg=metrics.hold_angle_mean_deg,
+            sway_sd_deg=metrics.sway_sd_deg,
+            sway_range_deg=metrics.sway_range_deg,
+            sag_deg_per_s=metrics.sag_deg_per_s,
+            mean_speed_dps=metrics.mean_speed_dps,
+            tremor_rms_dps=metrics.tremor_rms_dps,
+            tremor_growth=metrics.tremor_growth,
+            corrections=rep.corrections,
+            target_met=duration_s >= p.target_hold_s,
+            flags=flags,
+            extra=dict(rep.extra),
+        )
+
+    def _aborted_rep(self, start: int, end: int) -> None:
+        span = self._buf.view(start, end + 1)
+        rep = Rep(
+            index=len(self.reps) + 1, lift_start_s=self._t(start), hold_start_s=None, hold_end_s=None,
+            lower_end_s=self._t(end), hold_duration_s=0.0,
+            peak_angle_deg=float(span.angle_deg.max()) if len(span) else None,
+            hold_angle_mean_deg=None, sway_sd_deg=None, sway_range_deg=None, sag_deg_per_s=None,
+            mean_speed_dps=None, tremor_rms_dps=None, tremor_growth=None, corrections=0,
+            target_met=False, flags=["aborted"],
+        )
+        self.reps.append(rep)
+        self._events.append(Event("rep_aborted", rep.lift_start_s, rep=rep, message="lift not held"))
+
+    def _emit(self, kind: str, index: int) -> None:
+        self._events.append(Event(kind, self._t(index)))
