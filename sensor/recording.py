@@ -1,0 +1,749 @@
+"""Recording format v1 (CSV): reader and writer. The format is described in recordings/README.md.
+
+A file is `# key: value` metadata lines, one header row naming the columns, then one row per sample.
+The reader parses the rows in blocks of a few hundred kilobytes with a vectorised numpy parser (falling
+back to a careful line-by-line parser for blocks it does not understand), so a large file is never held
+in memory as text and parsing runs at tens of millions of fields per second. Problems that do not make
+the data unusable are reported as `DataIssue`s; fatal ones raise `RecordingError(path, message, line)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from sensor.dsp.timebase import find_gaps, nominal_rate_hz
+from sensor.errors import RecordingError
+from sensor.types import FORMAT_VERSION, DataIssue, Gap, RecordingMeta, Samples
+
+FORMAT_NAME = f"holdmon-recording/{FORMAT_VERSION}"
+TIME_COLUMN = "t_s"
+ACC_COLUMNS = ("ax_mps2", "ay_mps2", "az_mps2")
+GYR_COLUMNS = ("gx_radps", "gy_radps", "gz_radps")
+SEQ_COLUMN = "seq"
+MAG_COLUMNS = ("mx_uT", "my_uT", "mz_uT")
+REQUIRED_COLUMNS = (TIME_COLUMN, *ACC_COLUMNS, *GYR_COLUMNS)
+
+PLACEMENTS = ("ankle", "thigh")
+SIDES = ("left", "right")
+ACC_UNITS = {"mps2": 1.0, "g": 9.80665}
+GYR_UNITS = {"radps": 1.0, "dps": math.pi / 180.0}
+META_KEYS = ("format", "device", "profile", "rate_hz", "placement", "side", "stage", "load_kg",
+             "note", "acc_unit", "gyr_unit")
+
+STANDARD_GRAVITY_MPS2 = 9.80665
+BLOCK_BYTES = 1 << 19  # text parsed per block; small enough for the cache, large enough for numpy
+MAX_PARSE_THREADS = 4
+UNIT_CHECK_ROWS = 50_000  # rows (evenly spaced) used to judge the units
+
+
+@dataclass
+class Recording:
+    """A recording read from a file: metadata (file values, then defaults), clean samples, what was found.
+
+    samples hold only the rows kept (see recordings/README.md for what is dropped); gaps are computed on
+    them from seq when present, else from time.
+    """
+
+    path: str
+    meta: RecordingMeta
+    samples: Samples
+    issues: list[DataIssue] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------- metadata
+
+
+def escape_meta_value(value: str) -> str:
+    """A metadata value as stored on one line: backslash, CR and LF written as \\\\, \\r, \\n."""
+    return value.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def unescape_meta_value(text: str) -> str:
+    """Inverse of `escape_meta_value`; an unknown escape keeps its backslash."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "\\nr":
+            out.append({"\\": "\\", "n": "\n", "r": "\r"}[text[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _meta_error(path: str, key: str, value: object, expected: str, line: int | None) -> RecordingError:
+    source = "" if line is not None else " (from the command line)"
+    return RecordingError(path, f"metadata {key!r}{source}: {value!r} is not {expected}", line)
+
+
+def _set_meta(meta: RecordingMeta, key: str, value: object, path: str, line: int | None) -> None:
+    """Validate one metadata value and store it on meta; unknown keys go to meta.extra."""
+    text = str(value).strip()
+    if key == "format":
+        if text not in (FORMAT_NAME, str(FORMAT_VERSION)):
+            raise RecordingError(path, f"unsupported format {text!r} (this version reads {FORMAT_NAME})",
+                                 line)
+        meta.format_version = FORMAT_VERSION
+    elif key in ("device", "profile", "note"):
+        setattr(meta, key, text)
+    elif key == "rate_hz":
+        rate_hz = _to_float(text)
+        if rate_hz is None or not rate_hz > 0 or not math.isfinite(rate_hz):
+            raise _meta_error(path, key, value, "a positive number of Hz", line)
+        meta.rate_hz = rate_hz
+    elif key == "placement":
+        if text not in PLACEMENTS:
+            raise _meta_error(path, key, value, "one of " + "|".join(PLACEMENTS), line)
+        meta.placement = text  # type: ignore[assignment]
+    elif key == "side":
+        if text not in SIDES:
+            raise _meta_error(path, key, value, "one of " + "|".join(SIDES), line)
+        meta.side = text  # type: ignore[assignment]
+    elif key == "stage":
+        if not text.isdigit():
+            raise _meta_error(path, key, value, "a whole number >= 0", line)
+        meta.stage = int(text)
+    elif key == "load_kg":
+        load_kg = _to_float(text)
+        if load_kg is None or not 0 <= load_kg < 1000:
+            raise _meta_error(path, key, value, "a load in kg >= 0", line)
+        meta.load_kg = load_kg
+    elif key == "acc_unit":
+        if text not in ACC_UNITS:
+            raise _meta_error(path, key, value, "one of " + "|".join(ACC_UNITS), line)
+        meta.extra[key] = text
+    elif key == "gyr_unit":
+        if text not in GYR_UNITS:
+            raise _meta_error(path, key, value, "one of " + "|".join(GYR_UNITS), line)
+        meta.extra[key] = text
+    else:
+        meta.extra[key] = text
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _parse_meta_line(text: str, path: str, line: int) -> tuple[str, str] | None:
+    """(key, raw value) of a `# key: value` line, None for a plain comment (no colon, or not a key)."""
+    body = text[1:].strip()
+    key, colon, value = body.partition(":")
+    key = key.strip().lower()
+    if not colon or not key or not key.replace("_", "").isalnum():
+        return None
+    return key, unescape_meta_value(value.strip())
+
+
+def meta_lines(meta: RecordingMeta) -> list[str]:
+    """The `# key: value` lines (without newlines) that describe meta in a file."""
+    items: list[tuple[str, object]] = [("format", FORMAT_NAME)]
+    items += [("device", meta.device), ("profile", meta.profile), ("rate_hz", meta.rate_hz),
+              ("placement", meta.placement), ("side", meta.side), ("stage", meta.stage),
+              ("load_kg", meta.load_kg), ("note", meta.note)]
+    items += [(k, v) for k, v in meta.extra.items() if k not in dict(items)]
+    return [f"# {k}: {escape_meta_value(str(v))}" for k, v in items if v is not None and v != ""]
+
+
+# ----------------------------------------------------------------------------------- block parsing
+
+_FAST_OK = np.zeros(256, dtype=bool)
+_FAST_OK[[ord(","), ord("\n"), ord("-"), ord(".")]] = True
+_FAST_OK[ord("0"):ord("9") + 1] = True
+_FAST_BAD = ~_FAST_OK
+_DIGIT = np.zeros(256)
+_DIGIT[ord("0"):ord("9") + 1] = np.arange(10)
+_POW10 = np.zeros(20)
+_POW10[:16] = 10.0 ** np.arange(16)  # index -1 (a separator) reads 0
+_MAX_FIELD_CHARS = 15  # at most 15 digits: mantissas stay exact in float64
+
+
+def _parse_block_fast(block: bytes, ncols: int) -> np.ndarray | None:
+    """Rows of plain decimal numbers (`-12.345`), all lines `ncols` fields, block ending in '\\n'.
+
+    Returns (rows, ncols) float64, bit-identical to float() on each field, or None when the block holds
+    anything else (empty fields, nan, exponents, comments, wrong field counts): the caller then parses it
+    line by line. Each field's digits are summed as an exact integer with the dot read as a 0 digit,
+    then the dot is taken out and one division by 10**decimals rounds correctly.
+    """
+    a = np.frombuffer(block, dtype=np.uint8)
+    if _FAST_BAD[a].any():
+        return None
+    sep = np.flatnonzero((a == 44) | (a == 10))
+    if sep.size == 0 or sep.size % ncols:
+        return None
+    kinds = a[sep].reshape(-1, ncols)
+    if not ((kinds[:, -1] == 10).all() and (kinds[:, :-1] == 44).all()):
+        return None
+    lengths = np.diff(sep, prepend=-1)  # field length + 1 for its separator
+    if lengths.min() < 2 or lengths.max() > _MAX_FIELD_CHARS + 1:
+        return None
+    pos = np.repeat(sep - 1, lengths)
+    pos -= np.arange(a.size)  # characters after this one in its field; -1 on separators
+    terms = _DIGIT[a]
+    terms *= _POW10[pos]
+    starts = sep - lengths + 1
+    value = np.add.reduceat(terms, starts)
+    field_of = np.repeat(np.arange(sep.size, dtype=np.int32), lengths)  # field index of each character
+    if not _apply_dots(a, field_of, pos, value) or not _apply_signs(a, field_of, starts, value):
+        return None
+    return value.reshape(-1, ncols)
+
+
+def _apply_dots(a: np.ndarray, field_of: np.ndarray, pos: np.ndarray, value: np.ndarray) -> bool:
+    """Turn digit sums into numbers for fields with a decimal dot; False if a dot is malformed."""
+    dots = np.flatnonzero(a == 46)
+    if dots.size == 0:
+        return True
+    fields = field_of[dots]
+    if (np.diff(fields) == 0).any():  # two dots in one field
+        return False
+    before = a[np.maximum(dots - 1, 0)] - np.uint8(48) < 10
+    after = a[np.minimum(dots + 1, a.size - 1)] - np.uint8(48) < 10
+    if not (before | after).all():  # '.', '-.' alone
+        return False
+    scale = _POW10[pos[dots]]
+    full = value[fields]
+    frac = np.fmod(full, scale)
+    value[fields] = ((full - frac) / 10.0 + frac) / scale
+    return True
+
+
+def _apply_signs(a: np.ndarray, field_of: np.ndarray, starts: np.ndarray, value: np.ndarray) -> bool:
+    """Negate fields starting with '-'; False if a minus is anywhere else or not followed by a number."""
+    minus = np.flatnonzero(a == 45)
+    if minus.size == 0:
+        return True
+    fields = field_of[minus]
+    if (starts[fields] != minus).any():
+        return False
+    nxt = a[minus + 1]
+    nxt2 = a[np.minimum(minus + 2, a.size - 1)]
+    ok = ((nxt >= 48) & (nxt <= 57)) | ((nxt == 46) & (nxt2 >= 48) & (nxt2 <= 57))
+    if not ok.all():
+        return False
+    value[fields] *= -1.0
+    return True
+
+
+@dataclass
+class _Layout:
+    """Where the needed columns are in a row: column indices in output order, and names."""
+
+    path: str
+    ncols: int
+    names: list[str]
+    take: list[int]  # t, ax, ay, az, gx, gy, gz [, seq] [, mx, my, mz]
+
+
+@dataclass
+class _Block:
+    """Parsed rows of one block: values (rows, len(take)), their file lines, rows with NaN/empty fields."""
+
+    values: np.ndarray
+    lines: np.ndarray
+    nan_lines: list[int]
+
+
+def _parse_block(block: bytes, first_line: int, layout: _Layout) -> _Block:
+    """Parse complete lines (block ends in '\\n'); `first_line` is the 1-based file line of the first."""
+    if b"\r" in block:
+        block = block.replace(b"\r", b"")
+    rows = _parse_block_fast(block, layout.ncols)
+    if rows is not None:
+        values = rows[:, layout.take] if len(layout.take) != layout.ncols else rows
+        lines = np.arange(first_line, first_line + rows.shape[0], dtype=np.int64)
+        return _Block(values, lines, [])
+    return _parse_block_slow(block, first_line, layout)
+
+
+def _parse_block_slow(block: bytes, first_line: int, layout: _Layout) -> _Block:
+    """Line-by-line parse: skips blank and '#' lines, keeps NaN/empty fields as NaN, raises on garbage."""
+    values: list[list[float]] = []
+    lines: list[int] = []
+    nan_lines: list[int] = []
+    for offset, raw in enumerate(block.split(b"\n")[:-1]):
+        line = first_line + offset
+        row = _parse_line(raw, line, layout)
+        if row is None:
+            continue
+        if not all(math.isfinite(v) for v in row):
+            nan_lines.append(line)
+        values.append(row)
+        lines.append(line)
+    arr = np.array(values, dtype=np.float64).reshape(-1, len(layout.take))
+    return _Block(arr, np.array(lines, dtype=np.int64), nan_lines)
+
+
+def _parse_line(raw: bytes, line: int, layout: _Layout) -> list[float] | None:
+    """Needed fields of one row as floats (NaN for empty/nan); None for a blank or comment line."""
+    stripped = raw.strip()
+    if not stripped or stripped.startswith(b"#"):
+        return None
+    fields = raw.split(b",")
+    if len(fields) != layout.ncols:
+        raise RecordingError(layout.path, f"expected {layout.ncols} fields ({','.join(layout.names)}), "
+                             f"found {len(fields)}", line)
+    row: list[float] = []
+    for i in layout.take:
+        text = fields[i].strip()
+        if not text:
+            row.append(math.nan)
+            continue
+        try:
+            row.append(float(text))
+        except ValueError:
+            shown = text.decode("utf-8", "replace")
+            raise RecordingError(layout.path, f"column {layout.names[i]!r}: {shown!r} is not a number",
+                                 line) from None
+    return row
+
+
+# ------------------------------------------------------------------------------------------ reader
+
+
+def read_recording(path: str | os.PathLike, *, defaults: dict | None = None) -> Recording:
+    """Read a format-v1 recording.
+
+    defaults: metadata used where the file has none (keys as in the file: placement, side, rate_hz,
+    stage, load_kg, device, profile, note, acc_unit, gyr_unit); values are validated like file values.
+    Rows with NaN/empty fields and rows whose time does not increase are dropped and reported; a cut-off
+    last line is dropped and reported; gaps are reported (and listed in `gaps`), never filled here.
+    Raises RecordingError for a missing/unreadable file, no header, a missing required column,
+    a malformed row before the last line, bad metadata, or no data rows.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            meta, layout, header_line, meta_keys = _read_head(f, path)
+            blocks, tail_issue = _read_body(f, layout, header_line + 1)
+    except OSError as exc:
+        raise RecordingError(path, exc.strerror or str(exc)) from None
+    issues: list[DataIssue] = []
+    issues += _apply_defaults(meta, meta_keys, defaults or {}, path)
+    issues += _layout_issues(layout)
+    if tail_issue is not None:
+        issues.append(tail_issue)
+    nan_lines = [n for b in blocks for n in b.nan_lines]
+    samples, lines = _assemble(blocks, layout)
+    if len(samples) == 0:
+        raise RecordingError(path, "no data rows after the header", header_line)
+    samples, lines, more = _clean_rows(samples, lines, nan_lines)
+    issues += more
+    if len(samples) < 2:
+        raise RecordingError(path, f"only {len(samples)} usable data row(s)", header_line)
+    samples, more = _check_seq(samples, lines)
+    issues += more
+    samples, more = _check_units(samples, meta)
+    issues += more
+    if meta.rate_hz is None:
+        meta.rate_hz = round(nominal_rate_hz(samples.t_s), 3)
+    gaps = find_gaps(samples.t_s, samples.seq, meta.rate_hz)
+    if gaps:
+        missing = sum(g.missing_samples for g in gaps)
+        issues.append(DataIssue("gap", f"{len(gaps)} gap(s), {missing} missing sample(s) in total, "
+                                f"first at t={gaps[0].start_s:.3f} s", None, len(gaps)))
+    return Recording(path, meta, samples, issues, gaps)
+
+
+def _read_head(f: BinaryIO, path: str) -> tuple[RecordingMeta, _Layout, int, set[str]]:
+    """Metadata lines and the header; returns (meta, layout, header line number, keys set by the file)."""
+    meta = RecordingMeta()
+    keys: set[str] = set()
+    line = 0
+    for raw in f:
+        line += 1
+        if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        text = _decode(raw, path, line).strip()
+        if not text:
+            continue
+        if text.startswith("#"):
+            kv = _parse_meta_line(text, path, line)
+            if kv is not None:
+                _set_meta(meta, kv[0], kv[1], path, line)
+                keys.add(kv[0])
+            continue
+        if not raw.endswith(b"\n"):
+            raise RecordingError(path, "file ends inside the header row", line)
+        return meta, _layout(text, path, line), line, keys
+    if line == 0:
+        raise RecordingError(path, "empty file")
+    raise RecordingError(path, "no header row (expected a line starting with 't_s,')", line)
+
+
+def _decode(raw: bytes, path: str, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordingError(path, "not UTF-8 text", line) from None
+
+
+def _layout(header: str, path: str, line: int) -> _Layout:
+    names = [n.strip() for n in header.split(",")]
+    if TIME_COLUMN not in names:
+        if _to_float(names[0]) is not None:
+            raise RecordingError(path, "no header row: the first line is data (expected a line "
+                                 f"starting with '{TIME_COLUMN},')", line)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise RecordingError(path, f"missing required column(s) {', '.join(missing)} "
+                             f"(header has {', '.join(names)})", line)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RecordingError(path, f"duplicate column(s) {', '.join(dupes)}", line)
+    take = [names.index(c) for c in REQUIRED_COLUMNS]
+    if SEQ_COLUMN in names:
+        take.append(names.index(SEQ_COLUMN))
+    if all(c in names for c in MAG_COLUMNS):
+        take += [names.index(c) for c in MAG_COLUMNS]
+    return _Layout(path, len(names), names, take)
+
+
+def _layout_issues(layout: _Layout) -> list[DataIssue]:
+    known = set(REQUIRED_COLUMNS) | {SEQ_COLUMN} | set(MAG_COLUMNS)
+    issues = []
+    extra = [n for n in layout.names if n not in known]
+    if extra:
+        issues.append(DataIssue("extra_columns", f"ignored column(s): {', '.join(extra)}", None,
+                                len(extra)))
+    mag = [c for c in MAG_COLUMNS if c in layout.names]
+    if mag and len(mag) < 3:
+        issues.append(DataIssue("incomplete_mag", f"magnetometer ignored: only {', '.join(mag)} present"))
+    return issues
+
+
+def _blocks(f: BinaryIO, first_line: int) -> Iterator[tuple[bytes, int]]:
+    """(block of complete lines, its first line number); the unterminated tail comes last as (tail, -line)."""
+    carry = b""
+    line = first_line
+    while True:
+        chunk = f.read(BLOCK_BYTES)
+        if not chunk:
+            break
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        block, carry = data[:cut], data[cut:]
+        yield block, line
+        line += block.count(b"\n")
+    carry = carry.rstrip(b"\x00")  # a crashed writer can leave NUL padding
+    if carry.strip():
+        yield carry, -line
+
+
+def _read_body(f: BinaryIO, layout: _Layout, first_line: int) -> tuple[list[_Block], DataIssue | None]:
+    """Parse all complete rows (threads for large files, in order, bounded read-ahead) and the tail."""
+    blocks: list[_Block] = []
+    tail_issue = None
+    workers = min(MAX_PARSE_THREADS, os.cpu_count() or 1)
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for block, line in _blocks(f, first_line):
+            if line < 0:
+                tail, tail_issue = _parse_tail(block, -line, layout)
+                if tail is not None:
+                    pending.append(_done(tail))
+                continue
+            pending.append(pool.submit(_parse_block, block, line, layout))
+            while len(pending) > 2 * workers:
+                blocks.append(pending.popleft().result())
+        while pending:
+            blocks.append(pending.popleft().result())
+    return blocks, tail_issue
+
+
+def _done(value: object) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
+
+
+def _parse_tail(tail: bytes, line: int, layout: _Layout) -> tuple[_Block | None, DataIssue | None]:
+    """The last line when it has no newline: kept if complete, else dropped and reported."""
+    try:
+        block = _parse_block_slow(tail + b"\n", line, layout)
+    except RecordingError:
+        block = None
+    if block is not None and not block.nan_lines:
+        return block, None
+    shown = tail[:60].decode("utf-8", "replace")
+    return None, DataIssue("truncated_last_line", f"last line cut off and dropped: {shown!r}", line)
+
+
+def _assemble(blocks: list[_Block], layout: _Layout) -> tuple[Samples, np.ndarray]:
+    """Copy the blocks' columns into one Samples (freeing blocks as it goes) and the rows' file lines."""
+    n = sum(b.values.shape[0] for b in blocks)
+    has_seq = SEQ_COLUMN in layout.names
+    has_mag = len(layout.take) > 7 + has_seq
+    t_s, lines = np.empty(n), np.empty(n, dtype=np.int64)
+    acc, gyr = np.empty((n, 3)), np.empty((n, 3))
+    seq = np.empty(n, dtype=np.int64) if has_seq else None
+    mag = np.empty((n, 3)) if has_mag else None
+    row = 0
+    while blocks:
+        block = blocks.pop(0)
+        v = block.values
+        end = row + v.shape[0]
+        t_s[row:end], acc[row:end], gyr[row:end] = v[:, 0], v[:, 1:4], v[:, 4:7]
+        lines[row:end] = block.lines
+        if seq is not None:
+            seq[row:end] = np.nan_to_num(v[:, 7], nan=-1)
+        if mag is not None:
+            mag[row:end] = v[:, 7 + has_seq:10 + has_seq]
+        row = end
+    return Samples(t_s, acc, gyr, seq, mag), lines
+
+
+def _lines_text(lines: np.ndarray | list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(int(n)) for n in lines[:limit])
+    return shown + (", ..." if len(lines) > limit else "")
+
+
+def _clean_rows(samples: Samples, lines: np.ndarray, nan_lines: list[int]
+                ) -> tuple[Samples, np.ndarray, list[DataIssue]]:
+    """Drop rows with empty/NaN fields, then rows whose time is not after every earlier row's."""
+    issues: list[DataIssue] = []
+    if nan_lines:
+        keep = np.isin(lines, np.asarray(nan_lines), invert=True)
+        issues.append(DataIssue("nan", f"{len(nan_lines)} row(s) with empty or NaN fields dropped "
+                                f"(lines {_lines_text(nan_lines)})", nan_lines[0], len(nan_lines)))
+        samples, lines = _take(samples, keep), lines[keep]
+    t_s = samples.t_s
+    prev_max = np.maximum.accumulate(t_s)
+    dup = np.flatnonzero(t_s[1:] == prev_max[:-1]) + 1
+    back = np.flatnonzero(t_s[1:] < prev_max[:-1]) + 1
+    if dup.size:
+        issues.append(DataIssue("duplicate_time", f"{dup.size} row(s) repeat an earlier timestamp, dropped "
+                                f"(lines {_lines_text(lines[dup])})", int(lines[dup[0]]), int(dup.size)))
+    if back.size:
+        issues.append(DataIssue("non_monotonic_time", f"{back.size} row(s) go back in time, dropped "
+                                f"(lines {_lines_text(lines[back])})", int(lines[back[0]]),
+                                int(back.size)))
+    if dup.size or back.size:
+        keep = np.ones(t_s.size, dtype=bool)
+        keep[dup] = False
+        keep[back] = False
+        samples, lines = _take(samples, keep), lines[keep]
+    return samples, lines, issues
+
+
+def _take(samples: Samples, keep: np.ndarray) -> Samples:
+    """The rows of samples where keep (n,) bool is True."""
+    return Samples(samples.t_s[keep], samples.acc_mps2[keep], samples.gyr_radps[keep],
+                   None if samples.seq is None else samples.seq[keep],
+                   None if samples.mag_ut is None else samples.mag_ut[keep])
+
+
+def _check_seq(samples: Samples, lines: np.ndarray) -> tuple[Samples, list[DataIssue]]:
+    """A sample counter that does not increase cannot place gaps: report it and use time instead."""
+    if samples.seq is None:
+        return samples, []
+    bad = np.flatnonzero(np.diff(samples.seq) <= 0) + 1
+    if bad.size == 0:
+        return samples, []
+    issue = DataIssue("seq_not_increasing", f"the seq column does not increase at {bad.size} row(s) "
+                      f"(lines {_lines_text(lines[bad])}); gaps are judged from time instead",
+                      int(lines[bad[0]]), int(bad.size))
+    return Samples(samples.t_s, samples.acc_mps2, samples.gyr_radps, None, samples.mag_ut), [issue]
+
+
+def _check_units(samples: Samples, meta: RecordingMeta) -> tuple[Samples, list[DataIssue]]:
+    """Apply declared units (acc_unit, gyr_unit), or judge the units from the magnitudes at rest."""
+    acc_unit = meta.extra.get("acc_unit")
+    gyr_unit = meta.extra.get("gyr_unit")
+    acc, gyr = samples.acc_mps2, samples.gyr_radps
+    if acc_unit is not None and ACC_UNITS[acc_unit] != 1.0:
+        acc = acc * ACC_UNITS[acc_unit]
+    if gyr_unit is not None and GYR_UNITS[gyr_unit] != 1.0:
+        gyr = gyr * GYR_UNITS[gyr_unit]
+    issues = []
+    step = max(1, len(samples) // UNIT_CHECK_ROWS)
+    acc_norm = np.sqrt(np.square(acc[::step]).sum(axis=1))
+    acc_rest = float(np.median(acc_norm))
+    rest = np.abs(acc_norm - acc_rest) < 0.05 * acc_rest  # little linear acceleration
+    gyr_sub = gyr[::step]
+    gyr_norm = np.sqrt(np.square(gyr_sub[rest] if rest.any() else gyr_sub).sum(axis=1))
+    gyr_rest = float(np.percentile(gyr_norm, 10))  # the stillest tenth: rest even in a busy session
+    if acc_unit is None:
+        issues += _judge_acc(acc_rest)
+    if gyr_unit is None:
+        issues += _judge_gyr(gyr_rest, float(np.percentile(np.abs(gyr_sub), 99.9)))
+    if acc is samples.acc_mps2 and gyr is samples.gyr_radps:
+        return samples, issues
+    return Samples(samples.t_s, acc, gyr, samples.seq, samples.mag_ut), issues
+
+
+def _judge_acc(acc_rest: float) -> list[DataIssue]:
+    if 0.7 < acc_rest / STANDARD_GRAVITY_MPS2 < 1.3:
+        return []
+    if 0.7 < acc_rest < 1.3:
+        return [DataIssue("units_acc_g", f"acceleration looks like it is in g, not m/s^2: |acc| at rest "
+                          f"is {acc_rest:.3g} (expected about 9.81); declare 'acc_unit: g' in the file or "
+                          "pass --acc-unit g")]
+    return [DataIssue("units_acc_unknown", f"acceleration at rest is {acc_rest:.3g}, expected about "
+                      "9.81 m/s^2: unknown unit or a broken sensor")]
+
+
+def _judge_gyr(gyr_rest_radps: float, gyr_p999: float) -> list[DataIssue]:
+    """Rest noise of a body-worn gyro is ~0.005-0.05 rad/s and lifts stay below ~10 rad/s; deg/s is 57x."""
+    if gyr_rest_radps < 0.3 and gyr_p999 < 20.0:
+        return []
+    return [DataIssue("units_gyr_dps", f"angular rate looks like it is in deg/s, not rad/s: at rest "
+                      f"{gyr_rest_radps:.3g}, 99.9th percentile {gyr_p999:.3g} (expected below "
+                      "about 0.05 and 10 rad/s); declare 'gyr_unit: dps' in the file or pass "
+                      "--gyr-unit dps")]
+
+
+def _apply_defaults(meta: RecordingMeta, file_keys: set[str], defaults: dict, path: str
+                    ) -> list[DataIssue]:
+    """Fill in metadata the file lacks from defaults; a default that differs from the file is reported."""
+    issues = []
+    for key, value in defaults.items():
+        if value is None:
+            continue
+        if key in file_keys:
+            probe = RecordingMeta()
+            _set_meta(probe, key, value, path, None)
+            if _meta_value(probe, key) != _meta_value(meta, key):
+                issues.append(DataIssue("option_ignored", f"{key}={value} ignored: the file says "
+                                        f"{_meta_value(meta, key)}"))
+            continue
+        _set_meta(meta, key, value, path, None)
+    return issues
+
+
+def _meta_value(meta: RecordingMeta, key: str) -> object:
+    return getattr(meta, key) if hasattr(meta, key) and key != "extra" else meta.extra.get(key)
+
+
+# ------------------------------------------------------------------------------------------ writer
+
+_FMT_T = "%.6f"
+_FMT_ACC = "%.5f"
+_FMT_GYR = "%.6f"
+_FMT_MAG = "%.3f"
+FSYNC_INTERVAL_S = 1.0
+
+
+class RecordingWriter:
+    """Write a recording as samples arrive (live mode).
+
+    The file is created with mode 0600 (an existing file is refused unless overwrite=True); metadata and
+    header are written at once. Every `append` hands its rows to the operating system before returning,
+    so a crash of this process loses nothing appended; the file is also fsynced at most once per second
+    while appending and on `flush`/`close`, bounding what a power loss can take to about a second.
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: RecordingMeta, with_seq: bool, *,
+                 with_mag: bool = False, overwrite: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.with_seq = with_seq
+        self.with_mag = with_mag
+        self.rows_written = 0
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o600)
+            os.fchmod(self._fd, 0o600)
+        except FileExistsError:
+            raise RecordingError(self.path, "file exists (refusing to overwrite a recording)") from None
+        except OSError as exc:
+            raise RecordingError(self.path, exc.strerror or str(exc)) from None
+        self._last_sync = time.monotonic()
+        self._row_fmt = self._make_row_format()
+        columns = list(REQUIRED_COLUMNS) + ([SEQ_COLUMN] if with_seq else []) + \
+            (list(MAG_COLUMNS) if with_mag else [])
+        self._write("\n".join(meta_lines(meta) + [",".join(columns)]) + "\n")
+
+    def _make_row_format(self) -> str:
+        parts = [_FMT_T] + [_FMT_ACC] * 3 + [_FMT_GYR] * 3
+        parts += ["%d"] if self.with_seq else []
+        parts += [_FMT_MAG] * 3 if self.with_mag else []
+        return ",".join(parts) + "\n"
+
+    def append(self, samples: Samples) -> None:
+        """Append rows; seq (and mag if with_mag) must be present when the writer was opened with them."""
+        if self._fd is None:
+            raise RecordingError(self.path, "append after close")
+        n = len(samples)
+        if n == 0:
+            return
+        cols = [samples.t_s.reshape(n, 1), samples.acc_mps2, samples.gyr_radps]
+        if self.with_seq:
+            if samples.seq is None:
+                raise RecordingError(self.path, "writer expects seq but the samples have none")
+            cols.append(samples.seq.reshape(n, 1))
+        if self.with_mag:
+            if samples.mag_ut is None:
+                raise RecordingError(self.path, "writer expects mag_ut but the samples have none")
+            cols.append(samples.mag_ut)
+        table = np.hstack([np.asarray(c, dtype=np.float64) for c in cols])
+        step = 20000
+        for start in range(0, n, step):
+            part = table[start:start + step]
+            self._write((self._row_fmt * part.shape[0]) % tuple(part.ravel().tolist()))
+        self.rows_written += n
+        if time.monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
+            self.flush()
+
+    def _write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        try:
+            while data:
+                written = os.write(self._fd, data)  # type: ignore[arg-type]
+                data = data[written:]
+        except OSError as exc:
+            raise RecordingError(self.path, exc.strerror or str(exc)) from None
+
+    def flush(self) -> None:
+        """Push everything appended so far to the disk (fsync)."""
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise RecordingError(self.path, exc.strerror or str(exc)) from None
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """fsync and close; calling it again does nothing."""
+        if self._fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_recording(path: str | os.PathLike, meta: RecordingMeta, samples: Samples, *,
+                    overwrite: bool = True) -> None:
+    """Write a whole recording at once (simulator output); seq/mag columns when the samples have them."""
+    with RecordingWriter(path, meta, samples.seq is not None, with_mag=samples.mag_ut is not None,
+                         overwrite=overwrite) as writer:
+        writer.append(samples)
