@@ -16,13 +16,27 @@ The working leg is a two-link chain hanging from the hip: thigh (`thigh_length_m
 with angle = hip for the thigh and hip - knee for the shank, so a segment's up vector
 (distal -> proximal end) is `(-sin a, -sin r cos a, cos r cos a)`.
 
-Each rep: standing rest, lift (quintic, 0.8-1.5 s; the knee leads the hip), hold (hip flexion
-60-100 deg, shank within +-30 deg of vertical), lowering (the hip leads the knee), rest. During the
-hold the hip angle sags linearly; slow sway (hip, knee, roll), tremor (narrow-band, 8-12 Hz
-unloaded, 4-7 Hz and stronger loaded, growing over the hold) and brief balance corrections
-(~0.3 s excursion of a few degrees that returns) are added. Variants: early drop (hold 3-7 s),
-balance loss (a large roll excursion and a fast lowering mid-hold), aborted (the leg goes up and
-comes straight back down, or keeps moving for a few seconds and comes down, never still).
+Each rep (numbers are the ranges the random draws come from):
+- standing rest 2-6 s (the first one 3-6 s: the standing reference); the standing pose changes
+  by `rest_pose_sd_deg` from rest to rest, since the foot never lands in quite the same place;
+- lift 0.8-1.5 s, quintic (minimum-jerk-like) in hip and knee; the knee reaches its angle at 80 %
+  of the lift, so the shank first swings back; hip flexion 60-100 deg (a session habit +-3 deg per
+  rep), shank angle within +-30 deg of vertical, knee flexion = hip - shank;
+- hold 10.5-15 s (early drop 3-7 s, balance loss 4-8 s before the loss). Added to the joints:
+  linear sag of the hip (0.03-0.15 deg/s, loaded 0.12-0.35); slow sway, band-limited around
+  0.05-1 Hz, SD 0.25-0.6 deg (hip), 0.15-0.4 (knee), 0.15-0.35 (roll), 1.7x loaded; tremor,
+  narrow-band noise at 8.5-11.5 Hz with 0.35 deg/s RMS on the hip (knee 0.6x, roll 0.5x)
+  unloaded, 4.5-6.5 Hz and 1.2 deg/s loaded, its amplitude growing 1.1-1.5x (loaded 1.5-2.5x)
+  over the hold; brief balance corrections at 0.06/s (loaded 0.10/s): 0.25-0.4 s excursions of
+  1.5-4 deg (hip) and 0.5-2 deg (roll) that return. Whole-body sway is 0.08 deg SD per axis on
+  two legs and 0.2 (loaded 0.3) on one leg;
+- lowering 0.8-1.3 s (loaded 1.0-1.5 s, carefully), the hip first, the knee straightening last;
+- balance loss: mid-hold a 6-12 deg roll excursion of the leg, a 1-2 deg lurch of the body and a
+  0.45-0.7 s drop of the foot to the ground;
+- aborted: either the leg goes up to 50-100 % of the planned pose and straight back down, or it
+  reaches the pose and keeps moving (8-15 deg swings every 0.6-1.0 s, 3-5 of them) before coming
+  down; it is never still.
+Loaded (stage 4) also lifts about 7 deg lower.
 
 Sensor model
 ------------
@@ -70,6 +84,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from sensor.errors import ConfigError
 from sensor.types import RecordingMeta, Samples
@@ -204,15 +219,16 @@ def _band_noise(rng: np.random.Generator, n: int, dt: float, shape, norm: str = 
     shape(f_hz) -> amplitude response; content above 0.45 * rate is removed. norm="value" scales
     to unit SD of the value, norm="rate" to unit RMS of the first derivative.
     """
-    m = max(int(n), 8)
+    m = next_fast_len(max(int(n), 8), real=True)  # synthesise a little longer, keep the first n
     f = np.fft.rfftfreq(m, dt)
     amp = np.asarray(shape(f), float) * (f < 0.45 / dt)
     amp[0] = 0.0
     spec = (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)) * amp
     w = 2 * np.pi * f
     sig = np.stack([np.fft.irfft(spec, m), np.fft.irfft(1j * w * spec, m), np.fft.irfft(-w * w * spec, m)])
+    sig = sig[:, :n]
     scale = np.std(sig[0]) if norm == "value" else np.sqrt(np.mean(sig[1] ** 2))
-    return sig[:, :n] / (scale if scale > 0 else 1.0)
+    return sig / (scale if scale > 0 else 1.0)
 
 
 def _lowpass_shape(fc_hz: float, f_hp_hz: float):
@@ -333,7 +349,7 @@ def _draw_session(cfg: SimConfig, rng: np.random.Generator) -> dict:
         "shank_target_deg": rng.uniform(-20, 15),
         "stand_knee_deg": rng.uniform(0, 5),
         "stand_hip_deg": rng.normal(0, 1.0),
-        "tremor_rms_dps": (1.6 if load else 0.6) * rng.uniform(0.7, 1.3),
+        "tremor_rms_dps": (1.2 if load else 0.35) * rng.uniform(0.7, 1.3),
         "tremor_hz": rng.uniform(4.5, 6.5) if load else rng.uniform(8.5, 11.5),
         "sway_scale": (1.7 if load else 1.0) * rng.uniform(0.8, 1.25),
         "corrections_per_s": cfg.corrections_per_s if cfg.corrections_per_s is not None else (0.10 if load else 0.06),
