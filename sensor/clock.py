@@ -136,6 +136,11 @@ class SensorClock:
 
     # ---------------------------------------------------------------- public API
 
+    @property
+    def origin_host_s(self) -> float | None:
+        """Host time of the first sample (t_s = 0), or None before any sample."""
+        return self._origin_s
+
     def reconnected(self) -> None:
         """The link was re-established: the next block may come from a rebooted sensor."""
         self._reconnected = True

@@ -1,0 +1,282 @@
+"""Live session logic: notification bytes -> decoder -> clock -> pipeline and recorder.
+
+No Bluetooth and no terminal here. `LiveSession` takes what the BLE layer hands over (host arrival
+time + payload, link state changes) and keeps everything a live view or a script needs; `consume()`
+drains a queue of such items. `sensor.ble` fills the queue; tests feed encoded packets directly.
+
+Queue items (`LinkItem`): `("data", host_time_s, payload)` or `("link", host_time_s, state, note)` with
+state one of "connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Union
+
+from sensor.types import RecordingMeta, Rep, Samples
+from sensor.clock import SensorClock
+from sensor.config import AnalysisParams
+from sensor.errors import DecodeError
+from sensor.pipeline import Event, LivePipeline, SessionResult
+from sensor.protocols.base import Profile
+
+HOLD_BAND_HALF_WIDTH_DEG = 5.0
+LINK_KINDS = ("connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped")
+
+DataItem = tuple[str, float, bytes]
+LinkItem = Union[DataItem, tuple[str, float, str, str]]
+
+
+@dataclass(frozen=True)
+class SensorView:
+    """One sensor's part of the view. Angles in degrees, times in seconds.
+
+    connection: one of LINK_KINDS; connection_note: e.g. "no data for 1.0 s, attempt 2".
+    target_band_deg: (low, high) where the leg should be held; high None means "at least low".
+    cue: 'rest', 'lift', 'hold', '10 s reached', 'leg sagging', 'lower now', 'lower', or
+    'calibrating' before the standing reference is known.
+    """
+
+    device: str
+    profile: str
+    side: str | None
+    connection: str
+    connection_note: str = ""
+    rate_hz: float | None = None
+    angle_deg: float | None = None
+    target_band_deg: tuple[float, float | None] | None = None
+    phase: str = "rest"
+    cue: str = "rest"
+    calibrated: bool = False
+    hold_elapsed_s: float = 0.0
+    reps_done: int = 0
+    last_rep: Rep | None = None
+    packets: int = 0
+    bad_packets: int = 0
+    lost_samples: int = 0
+    reconnects: int = 0
+    recording_path: str | None = None
+    rows_written: int = 0
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """Everything the live view shows: one or more sensors, the hold targets and the session clock."""
+
+    sensors: tuple[SensorView, ...]
+    elapsed_s: float = 0.0
+    duration_s: float | None = None
+    target_hold_s: float = 10.0
+    goal_hold_s: float = 15.0
+    gauge_max_deg: float = 90.0
+    messages: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Recorder(Protocol):
+    """What the session needs from a recording writer (sensor.recording.RecordingWriter fits)."""
+
+    rows_written: int
+    path: str
+
+    def append(self, samples: Samples) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass
+class LinkCounters:
+    """Transport statistics of one sensor link."""
+
+    packets: int = 0
+    bad_packets: int = 0
+    last_decode_error: str = ""
+    reconnects: int = 0
+    disconnects: int = 0
+
+
+def counter_modulus(profile: Profile) -> int | None:
+    """The wrap of the profile's raw sample counter, when its module declares one (`SEQ_MODULUS`)."""
+    try:
+        module = importlib.import_module(f"sensor.protocols.{profile.name}")
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "SEQ_MODULUS", None) if profile.has_sample_counter else None
+
+
+class LiveSession:
+    """One sensor's live session. Not thread-safe: call from one task (the consumer).
+
+    profile: the sensor's protocol; meta: recording metadata (device, side, stage, rate...);
+    rate_hz: the rate the sensor was configured for; recorder: optional writer for every kept sample.
+    """
+
+    def __init__(self, profile: Profile, meta: RecordingMeta, params: AnalysisParams, rate_hz: float,
+                 recorder: Recorder | None = None) -> None:
+        self.profile = profile
+        self.meta = meta
+        self.params = params
+        self.rate_hz = float(rate_hz)
+        self.recorder = recorder
+        self.decoder = profile.make_decoder()
+        self.clock = SensorClock(self.rate_hz, has_counter=profile.has_sample_counter,
+                                 counter_modulus=counter_modulus(profile))
+        self.pipeline = LivePipeline(meta, params, self.rate_hz)
+        self.counters = LinkCounters()
+        self.connection = "connecting"
+        self.connection_note = ""
+        self._ever_streamed = False
+        self._hold_angle_deg: float | None = None
+        self._last_host_s: float | None = None
+        self._finished: SessionResult | None = None
+
+    # ------------------------------------------------------------------ input
+
+    def handle(self, item: LinkItem) -> list[Event]:
+        """Process one queue item; returns the events it produced (pipeline and link events)."""
+        if item[0] == "data":
+            _, host_s, payload = item
+            return self.on_notification(host_s, payload)
+        _, host_s, state, note = item
+        return self.on_link(host_s, state, note)
+
+    def on_notification(self, host_time_s: float, payload: bytes) -> list[Event]:
+        """Decode one notification; bad bytes are counted (never fatal), good samples go on."""
+        self.counters.packets += 1
+        self._last_host_s = host_time_s
+        try:
+            packets = self.decoder.decode(payload)
+        except DecodeError as exc:
+            self.counters.bad_packets += 1
+            self.counters.last_decode_error = str(exc)
+            take_pending = getattr(self.decoder, "take_pending", None)
+            packets = take_pending() if take_pending is not None else []
+        events: list[Event] = []
+        for packet in packets:
+            events += self._take(host_time_s, packet)
+        return events
+
+    def on_link(self, host_time_s: float, state: str, note: str = "") -> list[Event]:
+        """A link state change from the BLE layer; returns it as an event for scripts."""
+        if state not in LINK_KINDS:
+            raise ValueError(f"unknown link state {state!r}; expected one of {LINK_KINDS}")
+        previous, self.connection, self.connection_note = self.connection, state, note
+        if state == "streaming":
+            if self._ever_streamed:
+                self.counters.reconnects += 1
+                self.decoder = self.profile.make_decoder()
+                self.clock.reconnected()
+            self._ever_streamed = True
+        elif state in ("stalled", "disconnected") and previous == "streaming":
+            self.counters.disconnects += 1
+        return [Event(state, self.session_time_s(host_time_s), message=note)]
+
+    def _take(self, host_time_s: float, packet) -> list[Event]:
+        n = len(packet)
+        if n == 0:
+            return []
+        block = self.clock.map(host_time_s, n, packet.sample_seq, packet.sensor_time_s)
+        if block.t_s.size == 0:
+            return []
+        keep = block.keep
+        samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
+                          block.seq if self.profile.has_sample_counter else None)
+        if self.recorder is not None:
+            self.recorder.append(samples)
+        events = self.pipeline.feed(samples)
+        for event in events:
+            if event.kind == "hold_start":
+                self._hold_angle_deg = self.pipeline.state.angle_deg
+            elif event.kind in ("hold_end", "rep_done", "rep_aborted"):
+                self._hold_angle_deg = None
+        return events
+
+    # ------------------------------------------------------------------ output
+
+    def session_time_s(self, host_time_s: float) -> float:
+        """Host monotonic time on the recording's time base (0 before the first sample)."""
+        origin = self.clock.origin_host_s
+        return 0.0 if origin is None else host_time_s - origin
+
+    def target_band_deg(self) -> tuple[float, float | None]:
+        """Where the leg should be: around the current hold's start angle, else the last rep's mean,
+        else at least the lift threshold."""
+        centre = self._hold_angle_deg
+        last = self.pipeline.state.last_rep
+        if centre is None and last is not None:
+            centre = last.hold_angle_mean_deg
+        if centre is None:
+            return (self.params.lift_angle_min_deg, None)
+        return (centre - HOLD_BAND_HALF_WIDTH_DEG, centre + HOLD_BAND_HALF_WIDTH_DEG)
+
+    def view(self) -> SensorView:
+        """This session as the live view shows it."""
+        state = self.pipeline.state
+        return SensorView(
+            device=self.meta.device, profile=self.profile.name, side=self.meta.side,
+            connection=self.connection, connection_note=self.connection_note, rate_hz=self.rate_hz,
+            angle_deg=state.angle_deg, target_band_deg=self.target_band_deg(), phase=state.phase,
+            cue=state.cue, calibrated=state.calibrated, hold_elapsed_s=state.hold_elapsed_s,
+            reps_done=state.reps_done, last_rep=state.last_rep, packets=self.counters.packets,
+            bad_packets=self.counters.bad_packets, lost_samples=self.clock.stats.lost_samples,
+            reconnects=self.counters.reconnects,
+            recording_path=None if self.recorder is None else self.recorder.path,
+            rows_written=0 if self.recorder is None else self.recorder.rows_written,
+        )
+
+    def finish(self) -> SessionResult:
+        """End of session: flush the recording, close the open rep, return the result (idempotent)."""
+        if self._finished is None:
+            if self.recorder is not None:
+                self.recorder.flush()
+            path = "" if self.recorder is None else self.recorder.path
+            self._finished = self.pipeline.finish(path)
+        return self._finished
+
+    def summary(self) -> dict:
+        """Counters for the end-of-session summary (JSON-ready)."""
+        stats = self.clock.stats
+        state = self.pipeline.state
+        return {
+            "device": self.meta.device, "profile": self.profile.name, "side": self.meta.side,
+            "rate_hz": self.rate_hz, "samples": stats.samples, "packets": self.counters.packets,
+            "bad_packets": self.counters.bad_packets, "lost_samples": stats.lost_samples,
+            "duplicate_samples": stats.duplicate_samples, "gaps": stats.gaps,
+            "counter_resets": stats.counter_resets, "disconnects": self.counters.disconnects,
+            "reconnects": self.counters.reconnects, "reps": state.reps_done,
+            "recording": None if self.recorder is None else self.recorder.path,
+            "rows_written": None if self.recorder is None else self.recorder.rows_written,
+        }
+
+
+async def consume(queue: asyncio.Queue, sessions: list[LiveSession],
+                  on_events: Callable[[int, list[Event]], None]) -> None:
+    """Drain `(sensor index, item)` pairs from `queue` into the sessions until a `None` arrives.
+
+    `on_events(index, events)` gets every non-empty list of events (printing, bells).
+    """
+    while True:
+        entry = await queue.get()
+        if entry is None:
+            return
+        index, item = entry
+        events = sessions[index].handle(item)
+        if events:
+            on_events(index, events)
+
+
+def format_event(event: Event, side: str | None = None) -> str:
+    """One line for `--no-ui` output: `  12.34 s  left  hold_start  ...`."""
+    who = f"{side}  " if side else ""
+    text = f"{event.t_s:8.2f} s  {who}{event.kind}"
+    rep = event.rep
+    if rep is not None and event.kind == "rep_done":
+        angle = "" if rep.hold_angle_mean_deg is None else f"  angle {rep.hold_angle_mean_deg:.1f}°"
+        sway = "" if rep.sway_sd_deg is None else f"  sway SD {rep.sway_sd_deg:.2f}°"
+        flags = f"  flags: {','.join(rep.flags)}" if rep.flags else ""
+        text += f"  #{rep.index}  hold {rep.hold_duration_s:.1f} s{angle}{sway}{flags}"
+    if event.message:
+        text += f"  {event.message}"
+    return text
+
