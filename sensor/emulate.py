@@ -52,7 +52,9 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
-from sensor.errors import ConfigError, DeviceError
+from sensor.errors import ConfigError, DecodeError, DeviceError
+from sensor.protocols import holdmon as hm
+from sensor.protocols import witmotion as wm
 from sensor.protocols.base import Profile
 from sensor.types import Samples
 
@@ -94,23 +96,20 @@ def resample(samples: Samples, rate_hz: float) -> Samples:
 
 @dataclass
 class StreamSchedule:
-    """When notifications are due, on a monotonic clock, without drift.
+    """When samples are due, on a monotonic clock, without drift.
 
-    Notification k (from 0) carries stream samples [k*m, (k+1)*m) counted from the schedule's start
-    and is due when its last sample's time has come: t0_s + ((k + 1) * m - 1) / rate_hz.
+    Sample k (from 0, counted from the schedule's start) is due at t0_s + k / rate_hz.
     """
 
     rate_hz: float
-    samples_per_notification: int
     t0_s: float
 
-    def due_time_s(self, k: int) -> float:
-        return self.t0_s + ((k + 1) * self.samples_per_notification - 1) / self.rate_hz
+    def time_of(self, k: int) -> float:
+        return self.t0_s + k / self.rate_hz
 
-    def due_count(self, now_s: float) -> int:
-        """How many notifications are due at `now_s` (all k with due_time_s(k) <= now_s)."""
-        samples_due = math.floor((now_s - self.t0_s) * self.rate_hz + 1e-9) + 1
-        return max(0, samples_due // self.samples_per_notification)
+    def samples_due(self, now_s: float) -> int:
+        """How many samples are due at `now_s` (all k with time_of(k) <= now_s)."""
+        return max(0, math.floor((now_s - self.t0_s) * self.rate_hz + 1e-9) + 1)
 
 
 @dataclass
@@ -142,10 +141,15 @@ class SourceCursor:
     def exhausted(self) -> bool:
         return not self.loop and self.next_index >= len(self.samples)
 
+    @property
+    def remaining(self) -> float:
+        """Samples left before the end (inf when looping)."""
+        return math.inf if self.loop else max(0, len(self.samples) - self.next_index)
+
     def take(self, count: int) -> SampleBlock | None:
         """The next `count` samples (fewer at the end of a non-looping source), or None at its end."""
         n = len(self.samples)
-        if self.exhausted:
+        if self.exhausted or count <= 0:
             return None
         stop = self.next_index + count if self.loop else min(self.next_index + count, n)
         rows = np.arange(self.next_index, stop) % n
@@ -161,87 +165,175 @@ class SourceCursor:
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    """What a write to the control characteristic asks for.
+    """What a write to the control characteristic asks the peripheral to do, in this order.
 
-    replies: payloads to send as notifications on the data characteristic.
-    rate_hz: new stream rate, or None to keep it. start/stop: start or stop streaming.
+    flush: send the samples already due before anything else (a final, shorter packet).
+    start/stop: start or stop streaming. reconfigured: the rate or ranges changed, so a running
+    stream restarts (its next packet marks the restart). replies: notifications to send, each
+    (characteristic uuid, payload), after the flush.
     """
 
-    replies: tuple[bytes, ...] = ()
-    rate_hz: float | None = None
+    replies: tuple[tuple[str, bytes], ...] = ()
+    flush: bool = False
     start: bool = False
     stop: bool = False
+    reconfigured: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What a command handler may need to know about the running peripheral."""
+
+    streaming: bool
+    next_index: int
+    dropped_samples: int = 0
 
 
 class Emulation(Protocol):
-    """One profile's behaviour as a peripheral (pure: bytes in, bytes out)."""
+    """One profile's behaviour as a peripheral (pure: bytes in, bytes out; keeps its settings)."""
 
     profile: Profile
     starts_on_subscribe: bool
+    rate_hz: float
 
-    def samples_per_notification(self, rate_hz: float) -> int:
-        """How many samples one notification carries at `rate_hz`."""
+    def samples_per_notification(self) -> int:
+        """How many samples one full notification carries at the current rate."""
         ...
 
-    def encode(self, block: SampleBlock, rate_hz: float) -> bytes:
-        """One notification payload carrying every sample of `block`."""
+    def encode(self, block: SampleBlock, t_first_s: float, stream_start: bool) -> bytes:
+        """One notification carrying every sample of `block`; t_first_s: sensor clock of row 0."""
         ...
 
-    def on_write(self, data: bytes, rate_hz: float) -> WriteOutcome:
-        """React to bytes written to the control characteristic."""
+    def on_write(self, data: bytes, state: DeviceState) -> WriteOutcome:
+        """React to bytes written to the control characteristic (never raises on bad bytes)."""
         ...
 
 
-def batch_size(rate_hz: float, max_per_notification: int) -> int:
-    """Samples per notification for about NOTIFICATIONS_PER_S notifications/s, within [1, max]."""
-    return int(min(max_per_notification, max(1, round(rate_hz / NOTIFICATIONS_PER_S))))
+ATT_MTU = 247
+"""The MTU the emulated sensors assume (what the real ones negotiate with BlueZ)."""
 
 
-def make_emulation(profile: str) -> Emulation:
-    """The emulation for a profile name; raises ConfigError for a profile that cannot be emulated."""
-    factories = {"holdmon": _holdmon_emulation, "witmotion": _witmotion_emulation}
-    if profile not in factories:
-        raise ConfigError(f"cannot emulate profile {profile!r}; choose one of {sorted(factories)}")
-    return factories[profile]()
+class HoldmonEmulation:
+    """The holdmon firmware (firmware_notes/PROTOCOL.md): streams after START, replies on Control."""
 
+    starts_on_subscribe = False
 
-def _holdmon_emulation() -> Emulation:
-    raise ConfigError("holdmon profile: not yet available")
+    def __init__(self, rate_hz: float) -> None:
+        self.profile = hm.PROFILE
+        self.rate_code = hm.rate_code_for(rate_hz)
+        if hm.RATE_HZ_BY_CODE[self.rate_code] != rate_hz:
+            raise ConfigError(f"holdmon streams at {hm.RATE_HZ_BY_CODE} Hz, not {rate_hz} Hz")
+        self.acc_code = hm.DEFAULT_ACC_CODE
+        self.gyro_code = hm.DEFAULT_GYRO_CODE
 
+    @property
+    def rate_hz(self) -> float:
+        return float(hm.RATE_HZ_BY_CODE[self.rate_code])
 
-def _witmotion_emulation() -> Emulation:
-    return WitmotionEmulation()
+    def samples_per_notification(self) -> int:
+        return hm.samples_per_packet(self.rate_hz, ATT_MTU)
 
+    def encode(self, block: SampleBlock, t_first_s: float, stream_start: bool) -> bytes:
+        header = hm.DataHeader(
+            seq=block.first_index % hm.SEQ_MODULUS, t_first_us=int(round(t_first_s * 1e6)) % hm.TIME_MODULUS,
+            n=len(block), rate_code=self.rate_code, acc_code=self.acc_code, gyro_code=self.gyro_code,
+            stream_start=stream_start)
+        return hm.encode_data_packet_si(header, block.acc_mps2, block.gyr_radps)
 
-G_MPS2 = 9.80665
-WIT_ACC_SCALE = 32768.0 / (16.0 * G_MPS2)
-WIT_GYR_SCALE = 32768.0 / (2000.0 * math.pi / 180.0)
+    def on_write(self, data: bytes, state: DeviceState) -> WriteOutcome:
+        command = hm.parse_command(data)
+        opcode, ok = command.opcode, command.status == hm.STATUS_OK
+        control = hm.CONTROL_UUID
+
+        def reply(**fields: int) -> tuple[tuple[str, bytes], ...]:
+            return ((control, hm.encode_reply(opcode, command.status, **fields)),)
+
+        if opcode not in hm.REPLY_FIELDS:
+            return WriteOutcome(replies=reply())
+        if opcode == hm.OP_START:
+            return WriteOutcome(replies=reply(), start=ok)
+        if opcode == hm.OP_STOP:
+            return WriteOutcome(replies=reply(), flush=ok and state.streaming, stop=ok)
+        if opcode == hm.OP_SET_RATE:
+            changed = ok and command.params["rate_code"] != self.rate_code
+            if changed:
+                self.rate_code = command.params["rate_code"]
+            return WriteOutcome(replies=reply(rate_code=self.rate_code), flush=changed,
+                                reconfigured=changed)
+        if opcode == hm.OP_SET_RANGES:
+            new = (command.params.get("acc_code"), command.params.get("gyro_code"))
+            changed = ok and new != (self.acc_code, self.gyro_code)
+            if changed:
+                self.acc_code, self.gyro_code = new
+            return WriteOutcome(replies=reply(acc_code=self.acc_code, gyro_code=self.gyro_code),
+                                flush=changed, reconfigured=changed)
+        if opcode == hm.OP_READ_STATUS:
+            return WriteOutcome(replies=reply(**self._status_fields(state)))
+        return WriteOutcome(replies=reply())  # IDENTIFY: no LED to blink
+
+    def _status_fields(self, state: DeviceState) -> dict[str, int]:
+        bits = hm.STATE_BITS
+        return {
+            "protocol_version": hm.PROTOCOL_VERSION, "board_id": 0,
+            "state": (int(state.streaming) << bits["streaming"]) | (1 << bits["imu_ok"]),
+            "config": self.rate_code | (self.acc_code << 2) | (self.gyro_code << 4),
+            "battery_pct": hm.BATTERY_UNKNOWN, "samples_per_packet": self.samples_per_notification(),
+            "att_mtu": ATT_MTU, "conn_interval_1250us": 0, "next_seq": state.next_index % hm.SEQ_MODULUS,
+            "dropped_samples": state.dropped_samples,
+        }
 
 
 class WitmotionEmulation:
-    """WitMotion BLE 5.0: 20-byte 0x55 0x61 frames, streaming once notifications are enabled."""
+    """WitMotion BLE 5.0: 20-byte 0x55 0x61 frames, several per notification, from subscription on."""
 
     starts_on_subscribe = True
-    max_frames = 12  # 240 B: fits the 247-byte MTU these modules negotiate
+    max_frames = (ATT_MTU - 3) // wm.FRAME_LEN
 
-    def __init__(self) -> None:
-        from sensor.protocols import witmotion
+    def __init__(self, rate_hz: float) -> None:
+        self.profile = wm.PROFILE
+        if rate_hz not in wm.RATE_CODES:
+            raise ConfigError(f"witmotion streams at {sorted(wm.RATE_CODES)} Hz, not {rate_hz} Hz")
+        self.rate_hz = float(rate_hz)
 
-        self.profile = witmotion.PROFILE
+    def samples_per_notification(self) -> int:
+        return int(min(self.max_frames, max(1, round(self.rate_hz / NOTIFICATIONS_PER_S))))
 
-    def samples_per_notification(self, rate_hz: float) -> int:
-        return batch_size(rate_hz, self.max_frames)
+    def encode(self, block: SampleBlock, t_first_s: float, stream_start: bool) -> bytes:
+        return wm.encode_frames(block.acc_mps2, block.gyr_radps, tilt_angles_deg(block.acc_mps2))
 
-    def encode(self, block: SampleBlock, rate_hz: float) -> bytes:
-        acc = np.clip(np.round(block.acc_mps2 * WIT_ACC_SCALE), -32768, 32767).astype("<i2")
-        gyr = np.clip(np.round(block.gyr_radps * WIT_GYR_SCALE), -32768, 32767).astype("<i2")
-        angles = np.zeros_like(acc)
-        head = np.tile(np.array([0x55, 0x61], dtype=np.uint8), (len(block), 1))
-        body = np.hstack([acc, gyr, angles]).astype("<i2").view(np.uint8).reshape(len(block), 18)
-        return np.hstack([head, body]).tobytes()
+    def on_write(self, data: bytes, state: DeviceState) -> WriteOutcome:
+        try:
+            register, value = wm.parse_command(data)
+        except DecodeError:
+            return WriteOutcome()  # the module ignores malformed writes
+        if register == wm.REG_RATE:
+            try:
+                new_rate_hz = wm.rate_hz_for_code(value)
+            except ConfigError:
+                return WriteOutcome()
+            changed = new_rate_hz != self.rate_hz
+            self.rate_hz = new_rate_hz
+            return WriteOutcome(flush=changed, reconfigured=changed)
+        if register == wm.REG_READADDR:
+            registers = [wm.RATE_CODES[self.rate_hz] if value + i == wm.REG_RATE else 0 for i in range(8)]
+            return WriteOutcome(replies=((wm.NOTIFY_UUID, wm.encode_register_reply(value, registers)),))
+        return WriteOutcome()  # unlock, save, calibration: accepted, nothing to emulate
 
-    def on_write(self, data: bytes, rate_hz: float) -> WriteOutcome:
-        return WriteOutcome()
+
+def tilt_angles_deg(acc_mps2: np.ndarray) -> np.ndarray:
+    """(n, 3) roll, pitch, yaw in degrees from gravity alone (yaw 0), as a resting WitMotion reports."""
+    roll = np.degrees(np.arctan2(acc_mps2[:, 1], acc_mps2[:, 2]))
+    pitch = np.degrees(np.arctan2(-acc_mps2[:, 0], np.hypot(acc_mps2[:, 1], acc_mps2[:, 2])))
+    return np.column_stack([roll, pitch, np.zeros_like(roll)])
+
+
+def make_emulation(profile: str, rate_hz: float) -> Emulation:
+    """The emulation for a profile name at `rate_hz`; raises ConfigError if it cannot be emulated."""
+    if profile == "holdmon":
+        return HoldmonEmulation(rate_hz)
+    if profile == "witmotion":
+        return WitmotionEmulation(rate_hz)
+    raise ConfigError(f"cannot emulate profile {profile!r}; choose holdmon or witmotion")
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,6 +344,9 @@ class WitmotionEmulation:
 BLUEZ = "org.bluez"
 APP_PATH = "/org/holdmon/sensor"
 ADVERTISEMENT_PATH = f"{APP_PATH}/advertisement0"
+SENSOR_CLOCK_AT_START_S = 1.0
+"""The emulated sensor clock reads this when the emulator starts (as if powered on a second ago)."""
+DEFAULT_RATE_HZ = 100.0
 ADVERTISEMENT_REFRESH_S = 0.5
 """ServiceData changes a byte this often, so scanners that only report changes see the sensor again."""
 ADVERTISEMENT_DATA_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
@@ -405,91 +500,113 @@ class EmulatorReport:
 class Peripheral:
     """The GATT application, its advertisement and the streaming task on one adapter."""
 
-    def __init__(self, emulation: Emulation, source: Samples, *, adapter: str, rate_hz: float,
-                 loop: bool, name: str, start_index: int) -> None:
+    def __init__(self, emulation: Emulation, source: Samples, *, adapter: str, loop: bool, name: str,
+                 start_index: int) -> None:
         self.emulation = emulation
-        self.source_at_rate = source
-        self.original_source = source
+        self.source = source
+        self.source_rate_hz = nominal_rate_hz(source.t_s)
         self.adapter_path = f"/org/bluez/{adapter}"
-        self.rate_hz = rate_hz
-        self.cursor = SourceCursor(source, loop, start_index)
-        self.report = EmulatorReport(emulation.profile.name, name, adapter, rate_hz)
+        self.cursor = SourceCursor(self._at_rate(emulation.rate_hz), loop, start_index)
+        self.report = EmulatorReport(emulation.profile.name, name, adapter, emulation.rate_hz)
         profile = emulation.profile
         service_path = f"{APP_PATH}/service0"
         self.service = GattService(profile.service_uuid)
-        self.data_char = GattCharacteristic(self, profile.notify_uuid, service_path, ["notify"])
-        self.control_char = (None if profile.write_uuid is None else GattCharacteristic(
-            self, profile.write_uuid, service_path, ["write", "write-without-response"]))
+        self.chars = {profile.notify_uuid: GattCharacteristic(self, profile.notify_uuid, service_path, ["notify"])}
+        if profile.write_uuid is not None:
+            flags = ["write", "write-without-response"]
+            if profile.write_uuid in profile.extra_notify_uuids:
+                flags.append("notify")
+            self.chars[profile.write_uuid] = GattCharacteristic(self, profile.write_uuid, service_path, flags)
+        self.data_char = self.chars[profile.notify_uuid]
         self.advertisement = Advertisement(name, [profile.service_uuid])
         self.bus: MessageBus | None = None
+        self.boot_s = time.monotonic() - SENSOR_CLOCK_AT_START_S
+        self.schedule: StreamSchedule | None = None
+        self.schedule_first_index = 0
         self.stream_task: asyncio.Task | None = None
-        self.subscribed = False
-        self.started = emulation.starts_on_subscribe
+        self.started = False
+
+    def _at_rate(self, rate_hz: float) -> Samples:
+        if abs(rate_hz - self.source_rate_hz) <= 1e-6 * rate_hz:
+            return self.source
+        return resample(self.source, rate_hz)
 
     # ---- events from the characteristics -------------------------------------------------
     def on_subscribe(self, char: GattCharacteristic) -> None:
-        if char is not self.data_char:
-            return
-        self.subscribed = True
-        self.report.subscriptions += 1
-        self.started = self.emulation.starts_on_subscribe or self.started
-        self._update_streaming()
+        if char is self.data_char:
+            self.report.subscriptions += 1
+            if self.emulation.starts_on_subscribe:
+                self._start()
 
     def on_unsubscribe(self, char: GattCharacteristic) -> None:
-        if char is not self.data_char:
-            return
-        self.subscribed = False
-        self.started = False
-        self._update_streaming()
+        if char is self.data_char:
+            self._stop()
 
     def on_write(self, data: bytes) -> None:
         self.report.writes += 1
         self.report.commands.append(data.hex())
-        outcome = self.emulation.on_write(data, self.rate_hz)
-        if outcome.rate_hz is not None and outcome.rate_hz != self.rate_hz:
-            self._set_rate(outcome.rate_hz)
+        old_rate_hz = self.emulation.rate_hz
+        outcome = self.emulation.on_write(data, DeviceState(self.started, self.cursor.next_index))
+        if outcome.flush:
+            self._send_due(final=True)
         if outcome.stop:
-            self.started = False
-        if outcome.start:
-            self.started = True
-        for reply in outcome.replies:
-            self.data_char.notify(reply)
-        self._update_streaming(restart=outcome.rate_hz is not None)
-
-    def _set_rate(self, rate_hz: float) -> None:
-        resampled = resample(self.original_source, rate_hz)
-        self.cursor.rescale(self.rate_hz, rate_hz, resampled)
-        self.rate_hz = rate_hz
-        self.report.rate_hz = rate_hz
+            self._stop()
+        if outcome.reconfigured:
+            new_rate_hz = self.emulation.rate_hz
+            if new_rate_hz != old_rate_hz:
+                self.cursor.rescale(old_rate_hz, new_rate_hz, self._at_rate(new_rate_hz))
+                self.report.rate_hz = new_rate_hz
+            if self.started:
+                self._stop()
+                self._start()
+        for uuid, payload in outcome.replies:
+            self.chars[uuid].notify(payload)
+        if outcome.start and not self.started:
+            self._start()
 
     # ---- streaming --------------------------------------------------------------------------
-    def _update_streaming(self, restart: bool = False) -> None:
-        want = self.subscribed and self.started
-        running = self.stream_task is not None and not self.stream_task.done()
-        if running and (not want or restart):
+    def _start(self) -> None:
+        """Start a new schedule at the cursor's position; its first packet marks the (re)start."""
+        self.started = True
+        self.schedule = StreamSchedule(self.emulation.rate_hz, time.monotonic())
+        self.schedule_first_index = self.cursor.next_index
+        self.stream_task = asyncio.create_task(self._stream())
+
+    def _stop(self) -> None:
+        self.started = False
+        if self.stream_task is not None:
             self.stream_task.cancel()
-            running = False
-        if want and not running:
-            self.stream_task = asyncio.create_task(self._stream())
+            self.stream_task = None
 
     async def _stream(self) -> None:
-        """Send notifications as they come due (see StreamSchedule) until the source ends."""
-        per_notification = self.emulation.samples_per_notification(self.rate_hz)
-        schedule = StreamSchedule(self.rate_hz, per_notification, time.monotonic())
-        sent = 0
-        while True:
-            due = schedule.due_count(time.monotonic())
-            while sent < due:
-                block = self.cursor.take(per_notification)
-                if block is None:
-                    self.report.source_exhausted = True
-                    return
-                self.data_char.notify(self.emulation.encode(block, self.rate_hz))
-                self._count(block)
-                sent += 1
-            await asyncio.sleep(max(0.0, schedule.due_time_s(sent) - time.monotonic()))
+        """Send each notification once its last sample is due, until stopped or the source ends."""
+        per_notification = self.emulation.samples_per_notification()
+        while not self.cursor.exhausted:
+            self._send_due(final=False)
+            next_last = self.cursor.next_index - self.schedule_first_index + per_notification - 1
+            await asyncio.sleep(max(0.0, self.schedule.time_of(next_last) - time.monotonic()))
+        self.report.source_exhausted = True
 
-    def _count(self, block: SampleBlock) -> None:
+    def _send_due(self, final: bool) -> None:
+        """Send the due samples in full notifications (and, if `final`, the shorter rest)."""
+        if self.schedule is None or not self.started:
+            return
+        per_notification = self.emulation.samples_per_notification()
+        due = self.schedule.samples_due(time.monotonic())
+        while True:
+            pending = due - (self.cursor.next_index - self.schedule_first_index)
+            short = pending < per_notification and pending < self.cursor.remaining
+            if pending <= 0 or (short and not final):
+                return
+            block = self.cursor.take(min(pending, per_notification))
+            if block is None:
+                return
+            self._send(block)
+
+    def _send(self, block: SampleBlock) -> None:
+        k = block.first_index - self.schedule_first_index
+        t_first_s = self.schedule.time_of(k) - self.boot_s
+        self.data_char.notify(self.emulation.encode(block, t_first_s, stream_start=k == 0))
         report = self.report
         report.samples_sent += len(block)
         report.notifications_sent += 1
@@ -506,9 +623,8 @@ class Peripheral:
             raise DeviceError(f"cannot connect to the system D-Bus: {exc}") from exc
         service_path = f"{APP_PATH}/service0"
         self.bus.export(service_path, self.service)
-        self.bus.export(f"{service_path}/char0", self.data_char)
-        if self.control_char is not None:
-            self.bus.export(f"{service_path}/char1", self.control_char)
+        for i, char in enumerate(self.chars.values()):
+            self.bus.export(f"{service_path}/char{i}", char)
         self.bus.export(ADVERTISEMENT_PATH, self.advertisement)
         await self._call("org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [APP_PATH, {}])
         await self._call("org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", "oa{sv}",
@@ -516,13 +632,12 @@ class Peripheral:
 
     async def stop(self) -> None:
         """Stop streaming, unregister (best effort) and leave the bus."""
-        if self.stream_task is not None:
-            self.stream_task.cancel()
+        self._stop()
         if self.bus is None:
             return
-        for interface, member in (("org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement"),
-                                  ("org.bluez.GattManager1", "UnregisterApplication")):
-            path = ADVERTISEMENT_PATH if "Advertis" in member else APP_PATH
+        for interface, member, path in (
+                ("org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", ADVERTISEMENT_PATH),
+                ("org.bluez.GattManager1", "UnregisterApplication", APP_PATH)):
             try:
                 await self._call(interface, member, "o", [path])
             except (DeviceError, asyncio.TimeoutError):
@@ -548,18 +663,26 @@ class Peripheral:
                 self.advertisement.bump()
 
 
-def load_source(source: Samples | str | os.PathLike | None, *, rate_hz: float | None,
-                seed: int) -> Samples:
-    """The samples to stream: given samples, a recording file, or a simulated session."""
+def load_source(source: Samples | str | os.PathLike | None, *, rate_hz: float, seed: int) -> Samples:
+    """The samples to stream: given samples, a recording file, or a simulated session at rate_hz.
+
+    A source with gaps or uneven steps is put on a uniform grid first (linear interpolation).
+    """
     if isinstance(source, Samples):
-        return source
-    if source is None:
+        samples = source
+    elif source is None:
         from sensor.simulate import SimConfig, simulate_session
 
-        return simulate_session(SimConfig(rate_hz=rate_hz or 100.0, seed=seed)).samples
-    from sensor.recording import read_recording
+        samples = simulate_session(SimConfig(rate_hz=rate_hz, seed=seed, lost_packet_rate=0.0)).samples
+    else:
+        from sensor.recording import read_recording
 
-    return read_recording(os.fspath(source)).samples
+        samples = read_recording(os.fspath(source)).samples
+    rate = nominal_rate_hz(samples.t_s)
+    steps = np.diff(samples.t_s) * rate
+    if steps.size and (steps.min() < 0.5 or steps.max() > 1.5):
+        samples = resample(samples, rate)
+    return samples
 
 
 def default_name(profile: Profile, adapter: str) -> str:
@@ -581,32 +704,29 @@ async def run_emulator(
     status: TextIO | None = sys.stdout,
 ) -> EmulatorReport:
     """Run the virtual sensor until `stop` is set (or SIGTERM/SIGINT); see the module docstring."""
-    emulation = make_emulation(profile)
-    samples = load_source(source, rate_hz=rate_hz, seed=seed)
-    source_rate_hz = nominal_rate_hz(samples.t_s)
-    stream_rate_hz = rate_hz or source_rate_hz
-    if rate_hz is not None and abs(rate_hz - source_rate_hz) > 1e-6 * rate_hz:
-        samples = resample(samples, rate_hz)
     if start_s < 0:
         raise ConfigError(f"start_s must be >= 0, got {start_s}")
+    samples = load_source(source, rate_hz=rate_hz or DEFAULT_RATE_HZ, seed=seed)
+    stream_rate_hz = rate_hz or nominal_rate_hz(samples.t_s)
+    emulation = make_emulation(profile, stream_rate_hz)
     name = name or default_name(emulation.profile, adapter)
-    peripheral = Peripheral(emulation, samples, adapter=adapter, rate_hz=stream_rate_hz, loop=loop,
-                            name=name, start_index=int(round(start_s * stream_rate_hz)))
+    peripheral = Peripheral(emulation, samples, adapter=adapter, loop=loop, name=name,
+                            start_index=int(round(start_s * emulation.rate_hz)))
     stop = stop or asyncio.Event()
+    event_loop = asyncio.get_running_loop()
     if handle_signals:
-        event_loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             event_loop.add_signal_handler(signum, stop.set)
     try:
         await peripheral.start()
         _status(status, f"ready: {name} profile={emulation.profile.name} adapter={adapter} "
-                        f"rate_hz={stream_rate_hz:g} samples={len(samples)}")
+                        f"rate_hz={emulation.rate_hz:g} samples={len(samples)}")
         await peripheral.refresh_advertisement(stop)
     finally:
         await peripheral.stop()
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
-                asyncio.get_running_loop().remove_signal_handler(signum)
+                event_loop.remove_signal_handler(signum)
     _status(status, "done: " + json.dumps(peripheral.report.to_json()))
     return peripheral.report
 
