@@ -99,8 +99,9 @@ ANKLE_WINDOW_S = (1.0, 1.5)
 class SimConfig:
     """Everything that shapes a simulated session. Defaults give a realistic stage 3 session.
 
-    Rep selection (`early_drop_reps`, `balance_loss_reps`, `aborted_reps`): 1-based rep indices;
-    None draws each rep's kind at random with the matching `*_rate`.
+    Rep selection (`early_drop_reps`, `balance_loss_reps`, `aborted_reps`): 1-based rep indices.
+    When all three are None each rep's kind is drawn at random with the `*_rate`s; when any is
+    given, exactly the listed reps are special (None then counts as none).
     Noise figures are per sample at 100 Hz and scale with sqrt(rate_hz / 100).
     """
 
