@@ -31,15 +31,18 @@ class AnalysisParams:
     # standing reference
     reference_still_s: float = 1.0
     calibration_window_s: tuple[float, float] | None = None
-    # gap handling
+    # gap handling: gaps up to gap_fill_max_samples are filled for the analysis; gaps up to
+    # orientation_bridge_max_s are bridged (linear interpolation) only for the orientation filter,
+    # which assumes a fixed sample period, and the bridged samples are dropped again afterwards
     gap_fill_max_samples: int = 3
+    orientation_bridge_max_s: float = 0.5
     # motion detection
-    motion_lowpass_hz: float = 2.0
+    motion_lowpass_hz: float = 4.0
     motion_acc_weight_dps_per_mps2: float = 30.0
     moving_threshold_dps: float = 20.0
     still_threshold_dps: float = 10.0
     still_min_s: float = 0.3
-    edge_threshold_dps: float = 6.0
+    edge_threshold_dps: float = 8.0
     # lift / lowering classification
     integration_pad_s: float = 0.2
     lift_rise_min_cm: float = 8.0
@@ -48,7 +51,7 @@ class AnalysisParams:
     aborted_min_s: float = 0.8
     # corrections inside a hold
     correction_max_s: float = 0.6
-    balance_loss_motion_dps: float = 120.0
+    balance_loss_off_plane_deg: float = 4.0
     # metrics
     angle_lowpass_hz: float | None = None
     tremor_band_low_hz: float = 4.0

@@ -159,6 +159,17 @@ def _earth_signals(quat_wxyz: np.ndarray, samples: Samples) -> tuple[np.ndarray,
     return up, lin, np.degrees(samples.gyr_radps)
 
 
+def _bridged(samples: Samples, rate_hz: float, params: AnalysisParams) -> tuple[Samples, np.ndarray]:
+    """Samples with gaps up to orientation_bridge_max_s interpolated, and a mask (n_bridged,) of the
+    samples the analysis keeps (received ones plus fills of gaps up to gap_fill_max_samples)."""
+    bridge_n = max(params.gap_fill_max_samples, int(round(params.orientation_bridge_max_s * rate_hz)))
+    bridged = fill_short_gaps(samples, rate_hz, bridge_n)
+    short = fill_short_gaps(samples, rate_hz, params.gap_fill_max_samples)
+    keep = np.zeros(len(bridged), dtype=bool)
+    keep[np.searchsorted(bridged.t_s, short.t_s)] = True
+    return bridged, keep
+
+
 def _motion_dps(lowpassed: np.ndarray, gyr_bias_dps: np.ndarray, params: AnalysisParams) -> np.ndarray:
     """Motion score (n,): |low-passed gyro - bias| + weight * |low-passed linear acceleration|."""
     gyr = lowpassed[:, :3] - gyr_bias_dps
@@ -271,13 +282,15 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
         raise DataError(f"{recording.path}: {len(samples)} samples is too few to analyse")
     rate_hz = float(meta.rate_hz) if meta.rate_hz else nominal_rate_hz(samples.t_s)
     gaps = list(recording.gaps) if recording.gaps is not None else find_gaps(samples.t_s, samples.seq, rate_hz)
-    filled = fill_short_gaps(samples, rate_hz, params.gap_fill_max_samples)
-    quat = offline_orientation(filled.gyr_radps, filled.acc_mps2, rate_hz)
-    up, lin, gyr_dps = _earth_signals(quat, filled)
+    bridged, keep = _bridged(samples, rate_hz, params)
+    quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
+    up, lin, gyr_dps = _earth_signals(quat, bridged)
     del quat
     sos = lowpass_sos(params.motion_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER)
     lowpassed = filtfilt(sos, np.hstack([gyr_dps, lin]))
-    raw = _Raw(filled.t_s, up, lin[:, 2], lowpassed, gyr_dps)
+    raw = _Raw(bridged.t_s, up, lin[:, 2], lowpassed, gyr_dps)
+    if not keep.all():
+        raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
     span = find_reference(raw, rate_hz, params, complete=True)
     ref = _make_reference(raw, span, params)
     features = _features(raw, ref, params)
@@ -362,11 +375,13 @@ class LivePipeline:
         if self._first_t_s is None:
             self._first_t_s = float(samples.t_s[0])
         self._samples += len(samples)
-        events, filled = self._fill_gaps(samples)
+        events, filled, keep = self._fill_gaps(samples)
         quat = self._orientation.update(filled.gyr_radps, filled.acc_mps2)
         up, lin, gyr_dps = _earth_signals(quat, filled)
         lowpassed = self._lowpass.process(np.hstack([gyr_dps, lin]))
         raw = _Raw(filled.t_s, up, lin[:, 2], lowpassed, gyr_dps)
+        if not keep.all():
+            raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
         if self._reference is None:
             self._pending.append(raw)
             events += self._try_reference()
@@ -375,11 +390,12 @@ class LivePipeline:
         self._t_s = float(filled.t_s[-1])
         return events
 
-    def _fill_gaps(self, samples: Samples) -> tuple[list[Event], Samples]:
-        """Short gaps (also across blocks) filled; long gaps recorded and reported as events."""
+    def _fill_gaps(self, samples: Samples) -> tuple[list[Event], Samples, np.ndarray]:
+        """Gaps (also across blocks) bridged as in replay, with the mask of samples kept; long gaps
+        recorded and reported as events."""
         last, self._last = self._last, samples.slice(len(samples) - 1, len(samples))
         if last is None:
-            return [], fill_short_gaps(samples, self.rate_hz, self.params.gap_fill_max_samples)
+            return ([], *_bridged(samples, self.rate_hz, self.params))
         if (last.seq is None) != (samples.seq is None):
             last = Samples(last.t_s, last.acc_mps2, last.gyr_radps)
             samples = Samples(samples.t_s, samples.acc_mps2, samples.gyr_radps)
@@ -388,8 +404,8 @@ class LivePipeline:
         self._gaps.extend(gaps)
         events = [Event("gap", g.start_s, message=f"{g.missing_samples} samples missing")
                   for g in gaps if g.missing_samples > self.params.gap_fill_max_samples]
-        filled = fill_short_gaps(joined, self.rate_hz, self.params.gap_fill_max_samples)
-        return events, filled.slice(1, len(filled))
+        bridged, keep = _bridged(joined, self.rate_hz, self.params)
+        return events, bridged.slice(1, len(bridged)), keep[1:]
 
     def _try_reference(self) -> list[Event]:
         raw = _Raw.concat(self._pending) if len(self._pending) > 1 else self._pending[0]

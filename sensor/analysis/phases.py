@@ -153,6 +153,25 @@ class _RepState:
     sag_emitted: bool = False
     next_sag_tick_s: float = math.inf
     extra: dict[str, object] = field(default_factory=dict)
+    hinge_axis: np.ndarray | None = None
+
+
+def _principal_axis(gyr_dps: np.ndarray) -> np.ndarray | None:
+    """Unit axis (3,) of the dominant rotation in gyr_dps (n, 3): the lift's hinge axis."""
+    if gyr_dps.shape[0] < 3:
+        return None
+    _, vecs = np.linalg.eigh(gyr_dps.T @ gyr_dps)
+    return vecs[:, -1]
+
+
+def _off_plane_excursion_deg(span: Features, axis: np.ndarray | None) -> float:
+    """Largest angle (deg) rotated about axes perpendicular to `axis` within the span."""
+    if axis is None or len(span) < 3:
+        return math.nan
+    off = span.gyr_dps - np.outer(span.gyr_dps @ axis, axis)
+    dt_s = np.diff(span.t_s)[:, None]
+    angle = np.cumsum(0.5 * (off[1:] + off[:-1]) * dt_s, axis=0)
+    return float(np.sqrt(np.einsum("ij,ij->i", angle, angle)).max())
 
 
 class PhaseTracker:
@@ -315,6 +334,8 @@ class PhaseTracker:
                 next_sag_tick_s=self._t(hold_start) + p.settle_s + _SAG_MIN_WINDOW_S,
             )
             self._rep.extra["lift_rise_cm"] = round(info["net_cm"], 2)
+            self._rep.extra["lift_peak_motion_dps"] = round(info["peak_motion_dps"], 1)
+            self._rep.hinge_axis = _principal_axis(self._buf.view(start, end).gyr_dps)
             self._emit("lift_start", lift_start)
             self._emit("hold_start", hold_start)
             return
@@ -336,15 +357,17 @@ class PhaseTracker:
         if not settled:
             self._end_hold(self._refine_start(start), None, balance_loss=False, reason="recording_end")
             return
+        off_plane_deg = _off_plane_excursion_deg(self._buf.view(start, end), rep.hinge_axis)
+        big_excursion = off_plane_deg >= p.balance_loss_off_plane_deg
         if self._is_lowering(info):
-            balance_loss = info["peak_motion_dps"] >= p.balance_loss_motion_dps
-            self._end_hold(self._refine_start(start), self._refine_end(end), balance_loss, "lowered")
+            rep.extra["lowering_drop_cm"] = round(-info["net_cm"], 2)
+            rep.extra["lowering_off_plane_deg"] = round(off_plane_deg, 2)
+            self._end_hold(self._refine_start(start), self._refine_end(end), big_excursion, "lowered")
             return
         rep.corrections += 1
         if info["duration_s"] > p.correction_max_s:
             rep.long_corrections += 1
-        if info["peak_motion_dps"] >= p.balance_loss_motion_dps:
-            rep.balance_loss = True
+        rep.balance_loss |= big_excursion
 
     def _is_lowering(self, info: dict) -> bool:
         p = self.params
