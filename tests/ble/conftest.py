@@ -260,3 +260,40 @@ def emulators(ble_stack):
         yield factory
     finally:
         factory.stop_all()
+
+
+@dataclass
+class Source:
+    """A simulated session written as a recording: what an emulator streams in a test."""
+
+    path: Path
+    samples: object  # sensor.types.Samples
+    truth: dict
+    rate_hz: float
+
+
+@pytest.fixture(scope="session")
+def make_source(tmp_path_factory):
+    """make_source(rate_hz, *, reps=2, seconds=None, seed=1) -> Source (cached per arguments).
+
+    `seconds` keeps only the first seconds of the session (for sample-accounting tests).
+    """
+    from sensor.recording import write_recording
+    from sensor.simulate import SimConfig, simulate_session
+
+    cache: dict[tuple, Source] = {}
+    out_dir = tmp_path_factory.mktemp("sources")
+
+    def make(rate_hz: float, *, reps: int = 2, seconds: float | None = None, seed: int = 1) -> Source:
+        key = (rate_hz, reps, seconds, seed)
+        if key not in cache:
+            sim = simulate_session(SimConfig(reps=reps, rate_hz=rate_hz, seed=seed, lost_packet_rate=0.0))
+            samples = sim.samples
+            if seconds is not None:
+                samples = samples.slice(0, int(round(seconds * rate_hz)))
+            path = out_dir / f"source-{rate_hz:g}hz-{reps}reps-{seconds}s-seed{seed}.csv"
+            write_recording(path, sim.meta, samples)
+            cache[key] = Source(path, samples, sim.truth, rate_hz)
+        return cache[key]
+
+    return make
