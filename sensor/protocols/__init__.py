@@ -11,19 +11,9 @@ import re
 
 from sensor.errors import ConfigError
 from sensor.protocols.base import Profile
-from sensor.protocols import witmotion
+from sensor.protocols import holdmon, polar, witmotion
 
-try:  # the firmware profile lands separately; the others must work without it
-    from sensor.protocols import holdmon as _holdmon
-except ModuleNotFoundError as exc:  # pragma: no cover - only until holdmon.py exists
-    if exc.name != "sensor.protocols.holdmon":
-        raise
-    _holdmon = None
-
-PROFILES: dict[str, Profile] = {
-    p.name: p
-    for p in ([_holdmon.PROFILE] if _holdmon is not None else []) + [witmotion.PROFILE]
-}
+PROFILES: dict[str, Profile] = {p.name: p for p in (holdmon.PROFILE, witmotion.PROFILE, polar.PROFILE)}
 
 # Devices whose names start like a profile's but speak something else (WitMotion's WTVB01 vibration
 # sensors also send `55 61`, with a 28-byte layout).
