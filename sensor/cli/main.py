@@ -360,3 +360,4 @@ def simulate(
 
 # ------------------------------------------------------------------ commands from other modules
 # One line per module: register_module("sensor.cli.<module>")
+register_module("sensor.cli.live_cmds")
