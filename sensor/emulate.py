@@ -24,7 +24,9 @@ Entry point (used by the `holdmon emulate` command)::
     ) -> EmulatorReport
 
 The status stream gets exactly one `ready: ...` line once the application and the advertisement are
-registered, and one `done: {json}` line (`EmulatorReport.to_json()`) on exit.
+registered, and one `done: {json}` line (`EmulatorReport.to_json()`) on exit. The ready line ends
+with `clock_origin_s=<s>`: the emulated sensor clock (holdmon `t_first_us`) reads
+CLOCK_MONOTONIC minus that value, so a client on the same host can measure latency.
 
 Sample `i` of the stream (counted from the source's first sample, continuing across loops) carries
 sample counter `i` where the profile has one, and is sent no earlier than `t0 + (i - i0) / rate_hz`
@@ -720,7 +722,8 @@ async def run_emulator(
     try:
         await peripheral.start()
         _status(status, f"ready: {name} profile={emulation.profile.name} adapter={adapter} "
-                        f"rate_hz={emulation.rate_hz:g} samples={len(samples)}")
+                        f"rate_hz={emulation.rate_hz:g} samples={len(samples)} "
+                        f"clock_origin_s={peripheral.boot_s:.6f}")
         await peripheral.refresh_advertisement(stop)
     finally:
         await peripheral.stop()

@@ -186,6 +186,7 @@ class EmulatorProcess:
         self.adapter = adapter
         self.name = name
         self.report: dict | None = None
+        self.ready_line = ""
 
     @property
     def pid(self) -> int:
@@ -197,7 +198,8 @@ class EmulatorProcess:
             self.proc.wait(STOP_TIMEOUT_S)
             raise RuntimeError(f"emulator on {self.adapter} did not start: {line!r} "
                                f"{self.proc.stderr.read()}")
-        return line
+        self.ready_line = line.strip()
+        return self.ready_line
 
     def stop(self) -> dict:
         """SIGTERM by PID; returns the emulator's report (the `done:` line)."""
