@@ -50,27 +50,22 @@ def test_command_bytes(command: bytes, expected: str) -> None:
     assert command == bytes.fromhex(expected)
 
 
-def test_start_commands_normal_mode_at_52_hz() -> None:
-    writes = pl.start_commands(50.0)
-    assert writes == [(CP, pl.start_acc_command(52)), (CP, pl.start_gyro_command(52))]
-
-
-def test_start_commands_other_rates_enable_sdk_mode() -> None:
-    writes = pl.start_commands(100.0)
-    assert [w[1].hex(" ") for w in writes] == [
-        "02 09",
-        "02 02 00 01 68 00 01 01 10 00 02 01 08 00 04 01 03",
-        "02 05 00 01 68 00 01 01 10 00 02 01 d0 07 04 01 03",
+@pytest.mark.parametrize("rate_hz", [52.0, 50.0, 200.0, 10.0])
+def test_start_commands_always_52_hz(rate_hz: float) -> None:
+    writes = pl.start_commands(rate_hz)
+    assert [(uuid, data.hex(" ")) for uuid, data in writes] == [
+        (CP, "02 02 00 01 34 00 01 01 10 00 02 01 08 00 04 01 03"),
+        (CP, "02 05 00 01 34 00 01 01 10 00 02 01 d0 07 04 01 03"),
     ]
-    assert all(uuid == CP for uuid, _ in writes)
-    assert [w[1].hex(" ") for w in pl.stop_commands()] == ["03 02", "03 05", "03 09"]
+    assert pl.PROFILE.rates_hz == (52.0,)
 
 
-def test_nearest_rate_and_bad_rates() -> None:
-    assert pl.nearest_rate_hz(200) == 208.0 and pl.nearest_rate_hz(1) == 26.0
-    for bad in (0, -3.0, float("nan"), "52"):
-        with pytest.raises(ConfigError):
-            pl.nearest_rate_hz(bad)  # type: ignore[arg-type]
+def test_stop_commands() -> None:
+    assert [(uuid, data.hex(" ")) for uuid, data in pl.stop_commands()] == [(CP, "03 02"), (CP, "03 05")]
+
+
+def test_sdk_mode_rate_settings() -> None:
+    assert pl.start_acc_command(104).hex(" ") == "02 02 00 01 68 00 01 01 10 00 02 01 08 00 04 01 03"
 
 
 def test_bad_command_arguments() -> None:

@@ -20,9 +20,10 @@ ACC and GYRO arrive as separate frames with their own timestamps. `PolarDecoder`
 sensor time (from the frame timestamps; from the nominal rate for a stream's first frame or after a jump),
 buffers both streams and emits only pairs whose times agree within half a sample period.
 
-Rates: 52 Hz in normal mode; 26/104/208/416 Hz need SDK mode (firmware >= 1.1.5), which
-`start_commands` enables when another rate is asked for. Polar OH1 and H10 are not listed: they have
-no gyroscope, and this profile needs both streams.
+Rate: 52 Hz, the Verity Sense's normal-mode rate for ACC and GYRO. Its SDK mode (26-416 Hz, firmware
+>= 1.1.5) turns the sensor's own functions off and is not used by `start_commands`; the generic encoders
+and `PolarDecoder(rate_hz)` cover it for a caller that enables it (`start_command(SDK_MODE, {})`).
+Polar OH1 and H10 are not listed: they have no gyroscope, and this profile needs both streams.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ SAMPLE_RATE, RESOLUTION, RANGE, RANGE_MILLIUNIT, CHANNELS, FACTOR, SECURITY = 0,
 SETTING_SIZES = {SAMPLE_RATE: 2, RESOLUTION: 2, RANGE: 2, RANGE_MILLIUNIT: 4, CHANNELS: 1, FACTOR: 4, SECURITY: 16}
 
 NORMAL_RATE_HZ = 52.0
-RATES_HZ = (26.0, 52.0, 104.0, 208.0, 416.0)
+RATES_HZ = (NORMAL_RATE_HZ,)
 ACC_RANGE_G = 8
 GYRO_RANGE_DPS = 2000
 RESOLUTION_BITS = 16
@@ -227,26 +228,15 @@ def _stream_settings(rate_hz: int, resolution_bits: int, range_: int, channels: 
     return settings
 
 
-def nearest_rate_hz(rate_hz: float) -> float:
-    """The supported rate closest to `rate_hz` in log scale (e.g. 100 -> 104)."""
-    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
-        raise ConfigError(f"polar rate must be a positive number of Hz, got {rate_hz!r}")
-    return min(RATES_HZ, key=lambda r: abs(math.log(r / rate_hz)))
-
-
 def start_commands(rate_hz: float) -> list[tuple[str, bytes]]:
-    """Start ACC and GYRO at the nearest supported rate; rates other than 52 Hz enable SDK mode first."""
-    rate = int(nearest_rate_hz(rate_hz))
-    writes = [] if rate == NORMAL_RATE_HZ else [(PMD_CONTROL_UUID, start_command(SDK_MODE, {}))]
-    return writes + [
-        (PMD_CONTROL_UUID, start_acc_command(rate)),
-        (PMD_CONTROL_UUID, start_gyro_command(rate)),
-    ]
+    """Start ACC and GYRO at 52 Hz, the only rate of the normal mode, whatever `rate_hz` asks for."""
+    rate = int(NORMAL_RATE_HZ)
+    return [(PMD_CONTROL_UUID, start_acc_command(rate)), (PMD_CONTROL_UUID, start_gyro_command(rate))]
 
 
 def stop_commands() -> list[tuple[str, bytes]]:
-    """Stop ACC and GYRO, and SDK mode (an 'already in state' answer is harmless)."""
-    return [(PMD_CONTROL_UUID, stop_command(t)) for t in (ACC, GYRO, SDK_MODE)]
+    """Stop ACC and GYRO."""
+    return [(PMD_CONTROL_UUID, stop_command(ACC)), (PMD_CONTROL_UUID, stop_command(GYRO))]
 
 
 # ---------------------------------------------------------------- control point responses
@@ -397,15 +387,21 @@ def _format_for(measurement_type: int, compressed: bool, frame_type: int, offset
     return fmt
 
 
+def _encodable_format(measurement_type: int, compressed: bool, frame_type: int) -> FrameFormat:
+    fmt = FORMATS.get((measurement_type, compressed, frame_type))
+    if fmt is None:
+        raise DataError(f"no frame format for measurement type {measurement_type}, "
+                        f"compressed={compressed}, frame type {frame_type}")
+    return fmt
+
+
 def encode_frame(measurement_type: int, timestamp_ns: int, counts: object, *, frame_type: int = 0,
                  compressed: bool = True, block_samples: int = 255) -> bytes:
     """A PMD data frame carrying `counts` (n, 3) in the frame's own units (before the factor).
 
     Integer formats take integers in the signed resolution range, float formats any finite float32.
     """
-    fmt = FORMATS.get((measurement_type, compressed, frame_type))
-    if fmt is None:
-        raise DataError(f"no frame format for type {measurement_type}, compressed={compressed}, frame type {frame_type}")
+    fmt = _encodable_format(measurement_type, compressed, frame_type)
     if not 0 <= timestamp_ns < 1 << 64:
         raise DataError(f"timestamp_ns {timestamp_ns!r} does not fit 64 bits")
     ints = _counts_to_ints(np.asarray(counts), fmt)
@@ -427,7 +423,8 @@ def _counts_to_ints(counts: np.ndarray, fmt: FrameFormat) -> np.ndarray:
             raise DataError("float frame samples must be finite float32 values")
         return as_f32.view(np.uint32).astype(np.int64)
     limit = 1 << (fmt.resolution_bits - 1)
-    if not np.all(np.isfinite(counts)) or np.any(counts != np.rint(counts)) or np.any(np.abs(counts + 0.5) > limit):
+    whole = np.all(np.isfinite(counts)) and np.all(counts == np.rint(counts))
+    if not whole or np.any((counts < -limit) | (counts >= limit)):
         raise DataError(f"integer frame samples must be whole numbers in the signed {fmt.resolution_bits}-bit range")
     return counts.astype(np.int64)
 
@@ -435,9 +432,7 @@ def _counts_to_ints(counts: np.ndarray, fmt: FrameFormat) -> np.ndarray:
 def quantise(measurement_type: int, si_values: object, *, frame_type: int = 0, compressed: bool = True,
              factor: float | None = None) -> np.ndarray:
     """The counts a sensor would send for SI values (m/s^2 or rad/s), saturating at the format's range."""
-    fmt = FORMATS.get((measurement_type, compressed, frame_type))
-    if fmt is None:
-        raise DataError(f"no frame format for type {measurement_type}, compressed={compressed}, frame type {frame_type}")
+    fmt = _encodable_format(measurement_type, compressed, frame_type)
     scale = fmt.si_per_unit * ((fmt.default_factor if factor is None else factor) if fmt.uses_factor else 1.0)
     values = np.asarray(si_values, dtype=np.float64) / scale
     if fmt.is_float:
@@ -492,7 +487,8 @@ def _raw_values(content: bytes, fmt: FrameFormat, length: int) -> np.ndarray:
     sample_size = size * N_CHANNELS
     if not content or len(content) % sample_size:
         cut = len(content) - len(content) % sample_size
-        raise _fail(f"raw samples are {sample_size} bytes each, content is {len(content)}", FRAME_HEADER_LEN + cut, length)
+        raise _fail(f"raw samples are {sample_size} bytes each, content is {len(content)}",
+                    FRAME_HEADER_LEN + cut, length)
     if len(content) // sample_size > MAX_SAMPLES_PER_FRAME:
         raise _fail(f"more than {MAX_SAMPLES_PER_FRAME} samples in one frame", FRAME_HEADER_LEN, length)
     ints = _little_ints(content, size)
