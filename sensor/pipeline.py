@@ -164,9 +164,17 @@ def _bridged(samples: Samples, rate_hz: float, params: AnalysisParams) -> tuple[
     samples the analysis keeps (received ones plus fills of gaps up to gap_fill_max_samples)."""
     bridge_n = max(params.gap_fill_max_samples, int(round(params.orientation_bridge_max_s * rate_hz)))
     bridged = fill_short_gaps(samples, rate_hz, bridge_n)
-    short = fill_short_gaps(samples, rate_hz, params.gap_fill_max_samples)
-    keep = np.zeros(len(bridged), dtype=bool)
-    keep[np.searchsorted(bridged.t_s, short.t_s)] = True
+    keep = np.ones(len(bridged), dtype=bool)
+    if len(bridged) == len(samples):
+        return bridged, keep
+    gaps = find_gaps(samples.t_s, samples.seq, rate_hz)
+    interval = np.searchsorted(samples.t_s, [g.start_s for g in gaps])
+    missing = np.array([g.missing_samples for g in gaps], dtype=np.int64)
+    filled = np.where(missing <= bridge_n, missing, 0)
+    position = interval + np.concatenate(([0], np.cumsum(filled)[:-1]))  # bridged index of gap start
+    for pos, m in zip(position[filled > params.gap_fill_max_samples],
+                      filled[filled > params.gap_fill_max_samples]):
+        keep[pos + 1:pos + 1 + m] = False
     return bridged, keep
 
 

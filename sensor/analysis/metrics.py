@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import welch
 
 from sensor.config import AnalysisParams
 
@@ -29,23 +28,41 @@ class HoldMetrics:
     window_s: float
 
 
-def band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz: float,
-                    segment_s: float) -> float | None:
-    """Power of angular velocity in [low_hz, high_hz] (deg/s)^2, summed over axes.
+def segment_band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz: float,
+                            segment_s: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Welch segments of angular velocity and the band power of each, (deg/s)^2 summed over axes.
 
-    gyr_dps: (n, 3). Welch PSD per axis (Hann, 50 % overlap, mean removed), integrated over the band.
-    Returns None when the signal is shorter than a quarter second or the band is above Nyquist.
+    gyr_dps: (n, 3). Hann-windowed segments of `segment_s` (at most n samples), 50 % overlap, mean
+    removed per segment; one-sided PSD integrated over [low_hz, high_hz]. Averaging the powers of
+    all segments gives the same estimate as scipy.signal.welch integrated over the band.
+    Returns (segment start indices (k,), powers (k,)), or None when the signal is shorter than a
+    quarter second or the band lies above Nyquist.
     """
     n = gyr_dps.shape[0]
     if n < max(8, int(0.25 * rate_hz)) or low_hz >= rate_hz / 2:
         return None
     nperseg = min(n, max(8, int(round(segment_s * rate_hz))))
-    freqs_hz, psd = welch(gyr_dps, fs=rate_hz, nperseg=nperseg, detrend="constant", axis=0)
+    freqs_hz = np.fft.rfftfreq(nperseg, 1.0 / rate_hz)
     in_band = (freqs_hz >= low_hz) & (freqs_hz <= min(high_hz, rate_hz / 2))
     if not in_band.any():
         return None
-    df_hz = freqs_hz[1] - freqs_hz[0]
-    return float(psd[in_band].sum() * df_hz)
+    starts = np.arange(0, n - nperseg + 1, nperseg - nperseg // 2)
+    segments = np.lib.stride_tricks.sliding_window_view(gyr_dps, nperseg, axis=0)[starts]  # (k, 3, m)
+    segments = segments - segments.mean(axis=2, keepdims=True)
+    window = np.hanning(nperseg + 1)[:-1]  # periodic Hann, as scipy.signal.get_window
+    spectrum = np.fft.rfft(segments * window, axis=2)[:, :, in_band]
+    bins = np.flatnonzero(in_band)
+    unpaired = (bins == 0) | ((bins == nperseg // 2) & (nperseg % 2 == 0))  # DC and even-n Nyquist
+    one_sided = np.where(unpaired, 1.0, 2.0)
+    density = (spectrum.real ** 2 + spectrum.imag ** 2) * one_sided / (rate_hz * np.sum(window ** 2))
+    return starts, density.sum(axis=(1, 2)) * (freqs_hz[1] - freqs_hz[0])
+
+
+def band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz: float,
+                    segment_s: float) -> float | None:
+    """Welch band power of angular velocity (deg/s)^2 summed over axes; see segment_band_power_dps2."""
+    seg = segment_band_power_dps2(gyr_dps, rate_hz, low_hz, high_hz, segment_s)
+    return None if seg is None else float(seg[1].mean())
 
 
 def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
@@ -57,7 +74,8 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
     All metrics use the window after settling (peak_angle_deg falls back to the whole hold when the
     window is empty).
     tremor_rms_dps: sqrt of the 4-12 Hz band power of angular velocity (Welch).
-    tremor_growth: band POWER ratio, last third of the window over the first third.
+    tremor_growth: band POWER ratio, last third of the window over the first third (Welch segments
+    lying inside each third).
     """
     win = (t_s >= hold_start_s + params.settle_s) & (t_s <= hold_end_s)
     n = int(win.sum())
@@ -72,7 +90,7 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
     sag = float(np.polyfit(t_w - t_w[0], a_w, 1)[0])
     p5, p95 = np.percentile(a_w, [5.0, 95.0])
     band = (params.tremor_band_low_hz, params.tremor_band_high_hz, params.welch_segment_s)
-    power = band_power_dps2(g_w, rate_hz, *band)
+    power, growth = _tremor(g_w, rate_hz, band)
     return HoldMetrics(
         peak_angle_deg=peak,
         hold_angle_mean_deg=float(np.mean(a_w)),
@@ -81,21 +99,26 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
         sag_deg_per_s=sag,
         mean_speed_dps=float(np.mean(np.linalg.norm(g_w, axis=1))),
         tremor_rms_dps=None if power is None else float(np.sqrt(power)),
-        tremor_growth=_tremor_growth(g_w, rate_hz, band),
+        tremor_growth=growth,
         window_s=window_s,
     )
 
 
-def _tremor_growth(gyr_dps: np.ndarray, rate_hz: float, band: tuple[float, float, float]) -> float | None:
-    """Band power of the last third divided by the first third (None if either is unmeasurable)."""
-    third = gyr_dps.shape[0] // 3
-    if third < 2:
-        return None
-    first = band_power_dps2(gyr_dps[:third], rate_hz, *band)
-    last = band_power_dps2(gyr_dps[-third:], rate_hz, *band)
-    if first is None or last is None or first <= 0:
-        return None
-    return float(last / first)
+def _tremor(gyr_dps: np.ndarray, rate_hz: float,
+            band: tuple[float, float, float]) -> tuple[float | None, float | None]:
+    """Band power over the window, and its growth: mean power of the segments inside the last third
+    of the window over those inside the first third (None if either third holds no whole segment)."""
+    seg = segment_band_power_dps2(gyr_dps, rate_hz, *band)
+    if seg is None:
+        return None, None
+    starts, powers = seg
+    n = gyr_dps.shape[0]
+    nperseg = min(n, max(8, int(round(band[2] * rate_hz))))
+    first = powers[starts + nperseg <= n // 3]
+    last = powers[starts >= n - n // 3]
+    if first.size == 0 or last.size == 0 or not first.mean() > 0:
+        return float(powers.mean()), None
+    return float(powers.mean()), float(last.mean() / first.mean())
 
 
 def rep_flags(hold_duration_s: float, metrics: HoldMetrics, corrections: int, aborted: bool,

@@ -151,7 +151,8 @@ class _RepState:
     target_emitted: bool = False
     goal_emitted: bool = False
     sag_emitted: bool = False
-    next_sag_tick_s: float = math.inf
+    first_sag_tick_s: float = math.inf
+    sag_ticks_done: int = 0
     extra: dict[str, object] = field(default_factory=dict)
     hinge_axis: np.ndarray | None = None
 
@@ -331,7 +332,7 @@ class PhaseTracker:
             self._rep = _RepState(
                 index=len(self.reps) + 1, lift_start_i=lift_start, hold_start_i=hold_start,
                 rise_cm=info["net_cm"], hold_angle_deg=info["angle_after"],
-                next_sag_tick_s=self._t(hold_start) + p.settle_s + _SAG_MIN_WINDOW_S,
+                first_sag_tick_s=self._t(hold_start) + p.settle_s + _SAG_MIN_WINDOW_S,
             )
             self._rep.extra["lift_rise_cm"] = round(info["net_cm"], 2)
             self._rep.extra["lift_peak_motion_dps"] = round(info["peak_motion_dps"], 1)
@@ -412,16 +413,37 @@ class PhaseTracker:
             self._events.append(Event("goal_reached", hold_start_s + p.goal_hold_s,
                                       message=f"{p.goal_hold_s:g} s goal reached"))
             self._events.append(Event("lower_now", hold_start_s + p.goal_hold_s, message="lower now"))
-        while not rep.sag_emitted and t_last >= rep.next_sag_tick_s:
-            tick_s = rep.next_sag_tick_s
-            rep.next_sag_tick_s += _SAG_TICK_S
-            window = self._buf.view(rep.hold_start_i, until)
-            keep = (window.t_s >= hold_start_s + p.settle_s) & (window.t_s <= tick_s)
-            if keep.sum() >= 3:
-                slope = np.polyfit(window.t_s[keep] - tick_s, window.angle_deg[keep], 1)[0]
-                if slope <= -p.sag_limit_deg_per_s:
-                    rep.sag_emitted = True
-                    self._events.append(Event("sagging", tick_s, message="leg sagging"))
+        if not rep.sag_emitted and t_last >= rep.first_sag_tick_s + rep.sag_ticks_done * _SAG_TICK_S:
+            self._sag_ticks(rep, until, t_last, hold_start_s + p.settle_s)
+
+    def _sag_ticks(self, rep: "_RepState", until: int, t_last: float, window_start_s: float) -> None:
+        """Every _SAG_TICK_S, the slope of the angle since the settled hold began; 'sagging' once
+        it falls below -sag_limit_deg_per_s. Vectorised over all ticks up to t_last."""
+        first = rep.sag_ticks_done
+        last = int(math.floor((t_last - rep.first_sag_tick_s) / _SAG_TICK_S))
+        ticks_s = rep.first_sag_tick_s + _SAG_TICK_S * np.arange(first, last + 1)
+        ticks_s = ticks_s[ticks_s <= t_last]
+        if ticks_s.size == 0:
+            return
+        rep.sag_ticks_done = first + ticks_s.size
+        window = self._buf.view(rep.hold_start_i, until)
+        settled = window.t_s >= window_start_s
+        t = window.t_s[settled]
+        if t.size < 3:
+            return
+        tc = t - t[0]
+        x = window.angle_deg[settled]
+        count = np.searchsorted(t, ticks_s, side="right")
+        k = np.maximum(count, 1) - 1
+        s_t, s_tt = np.cumsum(tc)[k], np.cumsum(tc * tc)[k]
+        s_x, s_tx = np.cumsum(x)[k], np.cumsum(tc * x)[k]
+        den = count * s_tt - s_t ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where((count >= 3) & (den > 0), (count * s_tx - s_t * s_x) / den, 0.0)
+        sagging = np.flatnonzero(slope <= -self.params.sag_limit_deg_per_s)
+        if sagging.size:
+            rep.sag_emitted = True
+            self._events.append(Event("sagging", float(ticks_s[sagging[0]]), message="leg sagging"))
 
     def _end_hold(self, hold_end_i: int, lower_end_i: int | None, balance_loss: bool, reason: str) -> None:
         rep = self._rep
