@@ -386,3 +386,30 @@ def test_random_control_responses_and_settings(data: bytes) -> None:
             parse(data)
         except DecodeError as err:
             assert 0 <= err.offset <= err.length
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=3),
+                     st.binary(max_size=20), st.lists(st.integers(-5, 70000), max_size=3))
+
+
+@given(anything, st.dictionaries(st.integers(-3, 300), anything, max_size=4))
+def test_command_encoders_raise_only_config_error(measurement_type: object, settings: dict) -> None:
+    for encode in (lambda: pl.start_command(measurement_type, settings), lambda: pl.stop_command(measurement_type),
+                   lambda: pl.settings_request(measurement_type), lambda: pl.encode_settings(settings),
+                   lambda: pl.encode_control_response(2, measurement_type, 0, settings)):
+        try:
+            assert isinstance(encode(), bytes)
+        except ConfigError:
+            pass
+
+
+@given(anything, anything, anything)
+def test_frame_encoders_raise_only_data_error(counts: object, timestamp_ns: object, factor: object) -> None:
+    for encode in (lambda: pl.encode_frame(pl.GYRO, timestamp_ns, counts),
+                   lambda: pl.encode_frame(pl.GYRO, 1, [[counts, 0, 0]], frame_type=1),
+                   lambda: pl.quantise(pl.ACC, [[counts, 0, 0]], factor=factor),
+                   lambda: pl.PolarDecoder(rate_hz=factor)):
+        try:
+            encode()
+        except (DataError, ConfigError):
+            pass

@@ -323,3 +323,37 @@ def test_recovers_after_garbage(garbage: bytes, rows: list) -> None:
     expected = wm.decode_frames(b"".join(frames))[0]
     assert len(acc) in (len(expected), len(expected) - 1)
     np.testing.assert_array_equal(acc[len(acc) - len(expected) + 1:], expected[1:])
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=3),
+                     st.binary(max_size=6))
+
+
+@given(anything, anything)
+def test_command_encoders_raise_only_config_error(a: object, b: object) -> None:
+    for encode in (lambda: wm.write_register_command(a, b), lambda: wm.read_register_command(a),
+                   lambda: wm.rate_command(a), lambda: wm.start_commands(a), lambda: wm.rate_hz_for_code(a)):
+        try:
+            encode()
+        except ConfigError:
+            pass
+
+
+@given(anything, anything)
+def test_frame_encoders_raise_only_data_error(a: object, b: object) -> None:
+    for encode in (lambda: wm.encode_frame([a, 0, 0], [0, 0, 0], [0, 0, 0]), lambda: wm.encode_frames(a, a, a),
+                   lambda: wm.encode_register_reply(a, [b] * 8)):
+        try:
+            encode()
+        except (DataError, ConfigError):
+            pass
+
+
+@given(st.binary(max_size=8))
+def test_parse_command_random_bytes(data: bytes) -> None:
+    try:
+        reg, value = wm.parse_command(data)
+    except DecodeError as err:
+        assert 0 <= err.offset <= err.length == len(data)
+    else:
+        assert wm.write_register_command(reg, value) == data

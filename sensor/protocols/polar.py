@@ -79,6 +79,7 @@ N_CHANNELS = 3
 G0_MPS2 = 9.80665
 DEG = math.pi / 180.0
 FRAME_HEADER_LEN = 10
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_SAMPLES_PER_FRAME = 4096
 MAX_BUFFERED_S = 2.0
 _RATE_TOLERANCE = 0.25
@@ -122,6 +123,17 @@ def _fail(message: str, offset: int, length: int) -> DecodeError:
     return DecodeError(PROFILE_NAME, message, offset, length)
 
 
+def _finite_float(value: object) -> float | None:
+    """`value` as a finite float, or None if it is no finite real number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 # ---------------------------------------------------------------- settings and commands
 
 SettingValue = int | float | bytes
@@ -145,9 +157,10 @@ def encode_settings(settings: Mapping[int, SettingValue | Sequence[SettingValue]
 
 def _encode_setting_value(kind: int, size: int, value: SettingValue) -> bytes:
     if kind == FACTOR:
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"PMD factor must be a finite number, got {value!r}")
-        return struct.pack("<f", value)
+        factor = _finite_float(value)
+        if factor is None or abs(factor) > FLOAT32_MAX:
+            raise ConfigError(f"PMD factor must be a finite float32, got {value!r}")
+        return struct.pack("<f", factor)
     if kind == SECURITY:
         if not isinstance(value, bytes) or len(value) != size:
             raise ConfigError(f"PMD security setting is {size} bytes, got {value!r}")
@@ -186,8 +199,12 @@ def _setting_value(kind: int, chunk: bytes) -> SettingValue:
     return int.from_bytes(chunk, "little")
 
 
+def _is_byte(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFF
+
+
 def _check_type(measurement_type: int) -> None:
-    if not isinstance(measurement_type, int) or not 0 <= measurement_type <= 0xFF:
+    if not _is_byte(measurement_type):
         raise ConfigError(f"PMD measurement type must be 0..255, got {measurement_type!r}")
 
 
@@ -265,7 +282,7 @@ def encode_control_response(opcode: int, measurement_type: int, error: int = 0,
                             more: bool = False) -> bytes:
     """The sensor's answer to a control point write (for tests and an emulated sensor)."""
     for name, v in (("opcode", opcode), ("measurement type", measurement_type), ("error", error)):
-        if not isinstance(v, int) or not 0 <= v <= 0xFF:
+        if not _is_byte(v):
             raise ConfigError(f"PMD response {name} must be 0..255, got {v!r}")
     head = bytes((RESPONSE_CODE, opcode, measurement_type, error, int(bool(more))))
     return head + encode_settings(settings or {})
@@ -402,9 +419,9 @@ def encode_frame(measurement_type: int, timestamp_ns: int, counts: object, *, fr
     Integer formats take integers in the signed resolution range, float formats any finite float32.
     """
     fmt = _encodable_format(measurement_type, compressed, frame_type)
-    if not 0 <= timestamp_ns < 1 << 64:
+    if not (isinstance(timestamp_ns, int) and 0 <= timestamp_ns < 1 << 64):
         raise DataError(f"timestamp_ns {timestamp_ns!r} does not fit 64 bits")
-    ints = _counts_to_ints(np.asarray(counts), fmt)
+    ints = _counts_to_ints(_as_float_array(counts), fmt)
     header = bytes((measurement_type,)) + int(timestamp_ns).to_bytes(8, "little")
     header += bytes(((0x80 if compressed else 0) | frame_type,))
     if compressed:
@@ -414,18 +431,27 @@ def encode_frame(measurement_type: int, timestamp_ns: int, counts: object, *, fr
     return header + b"".join(int(v & mask).to_bytes(size, "little") for v in ints.ravel())
 
 
+def _as_float_array(values: object) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"samples must be numbers, got {values!r}") from None
+
+
 def _counts_to_ints(counts: np.ndarray, fmt: FrameFormat) -> np.ndarray:
     if counts.ndim != 2 or counts.shape[1] != N_CHANNELS or counts.shape[0] < 1:
         raise DataError(f"frame samples must have shape (n>=1, 3), got {counts.shape}")
     if fmt.is_float:
-        as_f32 = counts.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            as_f32 = counts.astype(np.float32)
         if not np.all(np.isfinite(as_f32)):
             raise DataError("float frame samples must be finite float32 values")
         return as_f32.view(np.uint32).astype(np.int64)
     limit = 1 << (fmt.resolution_bits - 1)
     whole = np.all(np.isfinite(counts)) and np.all(counts == np.rint(counts))
     if not whole or np.any((counts < -limit) | (counts >= limit)):
-        raise DataError(f"integer frame samples must be whole numbers in the signed {fmt.resolution_bits}-bit range")
+        raise DataError(f"integer frame samples must be whole numbers in the signed "
+                        f"{fmt.resolution_bits}-bit range")
     return counts.astype(np.int64)
 
 
@@ -433,10 +459,13 @@ def quantise(measurement_type: int, si_values: object, *, frame_type: int = 0, c
              factor: float | None = None) -> np.ndarray:
     """The counts a sensor would send for SI values (m/s^2 or rad/s), saturating at the format's range."""
     fmt = _encodable_format(measurement_type, compressed, frame_type)
+    if factor is not None and not (_finite_float(factor) or 0) > 0:
+        raise DataError(f"factor must be a positive number, got {factor!r}")
     scale = fmt.si_per_unit * ((fmt.default_factor if factor is None else factor) if fmt.uses_factor else 1.0)
-    values = np.asarray(si_values, dtype=np.float64) / scale
-    if fmt.is_float:
-        return values.astype(np.float32).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values saturate like any out-of-range value
+        values = _as_float_array(si_values) / scale
+        if fmt.is_float:
+            return values.astype(np.float32).astype(np.float64)
     limit = 1 << (fmt.resolution_bits - 1)
     return np.clip(np.rint(values), -limit, limit - 1)
 
@@ -522,9 +551,10 @@ class PolarDecoder:
     """
 
     def __init__(self, rate_hz: float = NORMAL_RATE_HZ) -> None:
-        if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
+        rate = _finite_float(rate_hz)
+        if rate is None or rate <= 0:
             raise ConfigError(f"polar decoder rate must be a positive number of Hz, got {rate_hz!r}")
-        self.rate_hz = float(rate_hz)
+        self.rate_hz = rate
         self.factors: dict[int, float] = {}
         self.frames: dict[int, int] = {ACC: 0, GYRO: 0}
         self.unpaired_samples = 0

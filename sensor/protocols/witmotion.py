@@ -63,9 +63,24 @@ CONFIRMED_MAX_RATE_HZ = 50.0
 
 # ---------------------------------------------------------------- commands
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_float(value: object) -> float | None:
+    """`value` as a finite float, or None if it is no finite real number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def write_register_command(reg: int, value: int) -> bytes:
     """`FF AA reg valL valH`: write the 16-bit `value` (0..65535) into register `reg` (0..255)."""
-    if not (0 <= reg <= 0xFF and 0 <= value <= 0xFFFF):
+    if not (_is_int(reg) and _is_int(value) and 0 <= reg <= 0xFF and 0 <= value <= 0xFFFF):
         raise ConfigError(f"witmotion register write out of range: reg={reg!r} value={value!r}")
     return bytes((0xFF, 0xAA, reg, value & 0xFF, value >> 8))
 
@@ -97,14 +112,16 @@ def read_register_command(reg: int) -> bytes:
 
 def nearest_rate_hz(rate_hz: float) -> float:
     """The supported output rate closest to `rate_hz` (in log scale), e.g. 60 -> 50, 150 -> 200."""
-    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
+    rate = _finite_float(rate_hz)
+    if rate is None or rate <= 0:
         raise ConfigError(f"witmotion rate must be a positive number of Hz, got {rate_hz!r}")
-    return min(RATE_CODES, key=lambda r: abs(math.log(r / rate_hz)))
+    return min(RATE_CODES, key=lambda r: abs(math.log(r / rate)))
 
 
 def rate_command(rate_hz: float) -> bytes:
     """Set the output rate: `FF AA 03 code 00`; `rate_hz` must be one of `RATE_CODES`."""
-    code = RATE_CODES.get(float(rate_hz)) if isinstance(rate_hz, (int, float)) else None
+    rate = _finite_float(rate_hz)
+    code = RATE_CODES.get(rate) if rate is not None else None
     if code is None:
         raise ConfigError(f"witmotion has no rate {rate_hz!r} Hz; supported: {sorted(RATE_CODES)}")
     return write_register_command(REG_RATE, code)
@@ -140,7 +157,10 @@ def start_commands(rate_hz: float) -> list[tuple[str, bytes]]:
 # ---------------------------------------------------------------- frames
 
 def _finite_rows(name: str, values: object) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{name} must be numbers, got {values!r}") from None
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[1] != 3:
@@ -152,7 +172,9 @@ def _finite_rows(name: str, values: object) -> np.ndarray:
 
 def _quantise(values: np.ndarray, lsb: float) -> np.ndarray:
     """Round to counts, saturating at the int16 limits like the sensor does."""
-    return np.clip(np.rint(values / lsb), -32768, 32767).astype("<i2")
+    with np.errstate(over="ignore"):  # huge values saturate like any out-of-range value
+        counts = np.rint(values / lsb)
+    return np.clip(counts, -32768, 32767).astype("<i2")
 
 
 def encode_frames(acc_mps2: object, gyr_radps: object, angle_deg: object) -> bytes:
@@ -196,10 +218,10 @@ def decode_frames(frames: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def encode_register_reply(start_reg: int, values: object) -> bytes:
     """A `55 71 regL regH` frame carrying 8 int16 register values (for the emulator)."""
-    vals = np.asarray(values)
-    if vals.shape != (8,) or not np.all((vals >= -32768) & (vals <= 65535)):
-        raise DataError(f"a register reply carries 8 values in -32768..65535, got {values!r}")
-    if not 0 <= start_reg <= 0xFFFF:
+    vals = np.asarray(values, dtype=object)
+    if vals.shape != (8,) or not all(_is_int(v) and -32768 <= v <= 65535 for v in vals):
+        raise DataError(f"a register reply carries 8 integers in -32768..65535, got {values!r}")
+    if not (_is_int(start_reg) and 0 <= start_reg <= 0xFFFF):
         raise ConfigError(f"register {start_reg!r} out of range")
     words = (vals.astype(np.int64) & 0xFFFF).astype("<u2")
     return bytes((HEADER, FLAG_REPLY, start_reg & 0xFF, start_reg >> 8)) + words.tobytes()
