@@ -57,8 +57,8 @@ RATE_CODES: dict[float, int] = {
     0.2: 0x01, 0.5: 0x02, 1.0: 0x03, 2.0: 0x04, 5.0: 0x05, 10.0: 0x06,
     20.0: 0x07, 50.0: 0x08, 100.0: 0x09, 200.0: 0x0B,
 }
-DEFAULT_RATE_HZ = 10.0
-CONFIRMED_MAX_RATE_HZ = 50.0
+DEFAULT_RATE_HZ = 10.0  # factory setting (code 0x06)
+CONFIRMED_MAX_RATE_HZ = 50.0  # highest rate seen streaming in public captures; above it, check for loss
 
 
 # ---------------------------------------------------------------- commands
