@@ -340,10 +340,18 @@ class PhaseTracker:
             self._emit("lift_start", lift_start)
             self._emit("hold_start", hold_start)
             return
-        went_up = (info["max_cm"] >= p.lift_rise_min_cm if settled else False) or (
-            info["angle_max"] - info["angle_before"] >= p.lift_angle_min_deg)
-        if went_up and info["duration_s"] >= p.aborted_min_s:
+        if self._went_up_and_back(info, settled) and info["duration_s"] >= p.aborted_min_s:
             self._aborted_rep(self._refine_start(start), self._refine_end(end) if settled else end - 1)
+
+    def _went_up_and_back(self, info: dict, settled: bool) -> bool:
+        """The episode rose like a lift (height; for the thigh also the angle) and ended at most
+        half as high."""
+        p = self.params
+        rise_deg = info["angle_max"] - info["angle_before"]
+        by_angle = self.placement == "thigh" and rise_deg >= p.lift_angle_min_deg and (
+            not settled or info["angle_after"] - info["angle_before"] < 0.5 * rise_deg)
+        by_height = settled and info["max_cm"] >= p.lift_rise_min_cm and info["net_cm"] < 0.5 * info["max_cm"]
+        return by_angle or by_height
 
     def _is_lift(self, info: dict) -> bool:
         p = self.params
