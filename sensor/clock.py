@@ -17,9 +17,10 @@ squares), and slews its mapping towards that line over `converge_s` seconds. The
 continuous and strictly increasing; drift between the two crystals is followed by `scale`.
 
 Counters. `seq` in the output is the sensor counter, unwrapped (with `counter_modulus`), made
-continuous across reconnects, and shifted after a sensor reboot (the counter restarting) so that it
-keeps increasing; the shift is estimated from host time so the reboot shows up as a gap of the right
-length. Missing counter values are reported as lost samples; nothing is invented for them.
+continuous across reconnects (a counter that went on, paused, or jumped ahead is kept as the sensor
+sent it), and shifted after a sensor reboot (the counter going back, or restarting at 0 near the wrap)
+so that it keeps increasing; the shift is estimated from host time so the reboot shows up as a gap of
+the right length. Missing counter values are reported as lost samples; nothing is invented for them.
 Duplicated or stale samples (counter not increasing, small jump back) are dropped and counted.
 """
 
@@ -130,6 +131,7 @@ class SensorClock:
         self._last_seq: int | None = None
         self._seq_offset = 0
         self._time_offset_s = 0.0
+        self._x_offset_s = 0.0
         self._last_sensor_time_s: float | None = None
         self._count = 0
         self._reconnected = False
@@ -160,6 +162,8 @@ class SensorClock:
         keep = np.ones(n_samples, dtype=bool)
         if n_samples == 0:
             return MappedBlock(keep, np.zeros(0), self._empty_seq())
+        reanchor = self._reconnected and self._line is not None and (
+            sensor_time_s is not None or (self.has_counter and sample_seq is not None))
         if self.has_counter and sample_seq is not None:
             seq, keep, lost, reset = self._continuous_seq(host_time_s, np.asarray(sample_seq, np.int64))
             x_s = seq / self.rate_hz
@@ -177,7 +181,9 @@ class SensorClock:
         if reset:
             self.stats.counter_resets += 1
             self._restart_line()
-        t_host = self._host_times(host_time_s, x_s)
+        if reanchor:
+            self._reanchor(host_time_s, float(x_s[-1]))
+        t_host = self._host_times(host_time_s, x_s + self._x_offset_s)
         t_s = t_host - self._origin_s
         gap = self._gap_bounds(t_s, x_s, lost)
         self._last_t_s = float(t_s[-1])
@@ -207,8 +213,10 @@ class SensorClock:
         """(unwrapped raw counter of a block's first sample, counter reset?) for a wrapping counter.
 
         Within a connection the nearest value after the last one is taken. After a reconnect the
-        sensor may have counted on while we were away, so the latest value not beyond the host-time
-        estimate is taken; if no such value follows the last one, the counter was reset.
+        sensor may have counted on while we were away (or paused, or dropped samples itself): the
+        latest value not beyond the host-time estimate is taken. A value only beyond it is a forward
+        jump of the sensor's counter, kept as it is, unless the raw value is small enough to be a
+        counter restarted at 0 during the pause (a reboot).
         """
         m = self.counter_modulus
         last_raw = self._last_seq - self._seq_offset
@@ -217,11 +225,15 @@ class SensorClock:
             k = (last_raw + 1 - r + m // 2) // m
             return r + k * m, False
         expected = self._expected_next(host_time_s)
+        tolerance = self._tolerance(expected)
         first_after = r + (-(-(last_raw + 1 - r) // m)) * m
-        latest = r + ((expected + self._tolerance(expected) - self._seq_offset - r) // m) * m
+        latest = r + int((expected + tolerance - self._seq_offset - r) // m) * m
         if latest >= first_after:
-            return int(latest), False
-        return r, True
+            return latest, False
+        restarted_at_most = (expected - self._last_seq) + tolerance
+        if r <= restarted_at_most:
+            return r, True
+        return first_after, False
 
     def _unwrapped(self, raw: np.ndarray, host_time_s: float) -> tuple[np.ndarray, bool | None]:
         """(counter in the continuous domain before reset handling, reset decided by unwrapping?)."""
@@ -320,6 +332,14 @@ class SensorClock:
         """After a reset the old minima belong to another tick axis: start collecting again."""
         self._points.clear()
         self._window = None
+
+    def _reanchor(self, host_time_s: float, x_last_s: float) -> None:
+        """After a reconnect: if the sensor's ticks paused or ran ahead of host time (stream stopped
+        while away, samples skipped), move the tick axis so this packet arrives with the usual delay."""
+        delay_s = host_time_s - float(self._line.at(x_last_s + self._x_offset_s)) - self._floor_delay_s()
+        if abs(delay_s) > self.pause_gap_s:
+            self._x_offset_s += delay_s / self._line.scale
+            self._restart_line()
 
     def _host_times(self, host_time_s: float, x_s: np.ndarray) -> np.ndarray:
         """Update the line with this packet (arrival after its last sample) and map its samples."""

@@ -224,3 +224,33 @@ def test_first_sample_is_time_zero_and_empty_blocks_are_harmless():
 def test_bad_rate_is_a_config_error():
     with pytest.raises(ConfigError, match="-5"):
         SensorClock(-5.0)
+
+
+def test_counter_jumping_ahead_after_a_reconnect_is_kept():
+    """A sensor that skipped samples itself (or a stream restarted further on): trust its counter."""
+    packets = stream(40)
+    clock = SensorClock(RATE_HZ, has_counter=True, counter_modulus=65536)
+    run(clock, packets[:200], modulus=65536)
+    clock.reconnected()
+    late = [(a - 5.0, s, t) for a, s, t in packets[800:]]  # counter 4 s further on than time allows
+    t2, seq2, _ = run(clock, late, modulus=65536)
+    assert clock.stats.counter_resets == 0
+    assert seq2[0] == packets[800][1][0]
+    assert np.all(np.abs(np.diff(t2) - 1 / RATE_HZ) < 0.5 / RATE_HZ)
+    assert t2[0] == pytest.approx(late[0][0] - packets[0][0], abs=0.06)
+
+
+def test_counter_paused_while_stopped_continues_without_a_jump():
+    """holdmon firmware: the counter pauses while the stream is stopped (STREAM_START after START)."""
+    packets = stream(20)
+    clock = SensorClock(RATE_HZ, has_counter=True, counter_modulus=65536)
+    run(clock, packets[:200], modulus=65536)
+    clock.reconnected()
+    resumed = [(a + 5.0, s, t) for a, s, t in packets[200:]]
+    t2, seq2, true2 = run(clock, resumed, modulus=65536)
+    assert clock.stats.counter_resets == 0 and clock.stats.lost_samples == 0
+    assert seq2[0] == 200 * PER_PACKET
+    # the pause shows in time (5 s), not in the counter, and time runs at the normal pace after it
+    dt = np.diff(t2)
+    assert np.all(np.abs(dt - 1 / RATE_HZ) < 0.5 / RATE_HZ)
+    assert t2[0] == pytest.approx(5.0 + (true2[0] - packets[0][2][0]), abs=0.06)
