@@ -1,0 +1,150 @@
+"""analyze() and LivePipeline end to end on simulated sessions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from sensor.analysis.phases import PHASE_CODES
+from sensor.config import AnalysisParams
+from sensor.errors import ConfigError, DataError
+from sensor.pipeline import LivePipeline, analyze
+from sensor.simulate import SimConfig, simulate_session
+from sensor.types import RecordingMeta, Samples
+
+REP_KEYS = {"index", "lift_start_s", "hold_start_s", "hold_end_s", "lower_end_s", "hold_duration_s",
+            "peak_angle_deg", "hold_angle_mean_deg", "sway_sd_deg", "sway_range_deg", "sag_deg_per_s",
+            "mean_speed_dps", "tremor_rms_dps", "tremor_growth", "corrections", "target_met", "flags"}
+
+
+@dataclass
+class Rec:
+    path: str
+    meta: RecordingMeta
+    samples: Samples
+    issues: list = field(default_factory=list)
+    gaps: list | None = None
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_session(SimConfig(reps=4, seed=5, rate_hz=100.0, early_drop_reps=(2,), aborted_reps=(3,)))
+
+
+@pytest.fixture(scope="module")
+def replay(sim):
+    return analyze(Rec("sim.csv", sim.meta, sim.samples), AnalysisParams())
+
+
+def feed_live(sim, chunk: int, params: AnalysisParams | None = None):
+    live = LivePipeline(sim.meta, params or AnalysisParams(), sim.meta.rate_hz)
+    events, cues = [], []
+    samples = sim.samples
+    for i in range(0, len(samples), chunk):
+        events += live.feed(samples.slice(i, i + chunk))
+        cues.append(live.state.cue)
+    return live, events, cues, live.finish("live.csv")
+
+
+def test_replay_document_has_the_fixed_shape(replay, sim):
+    doc = replay.to_json()
+    text = json.dumps(doc, allow_nan=False)
+    assert json.loads(text)["format"] == "holdmon.replay/1"
+    assert set(doc) >= {"format", "recording", "reps", "summary"}
+    assert set(doc["recording"]) >= {"path", "samples", "duration_s", "rate_hz", "placement", "side", "gaps"}
+    assert doc["recording"]["samples"] == len(sim.samples)
+    assert doc["recording"]["gaps"] and set(doc["recording"]["gaps"][0]) == {"start_s", "end_s", "missing_samples"}
+    assert all(REP_KEYS <= set(r) for r in doc["reps"])
+    assert set(doc["summary"]) >= {"reps", "reps_target_met", "mean_hold_s", "mean_sway_sd_deg"}
+    assert doc["summary"]["reps"] == 4 and doc["summary"]["aborted"] == 1
+
+
+def test_replay_finds_the_simulated_reps(replay, sim):
+    truth = sim.truth["reps"]
+    assert len(replay.reps) == len(truth)
+    for rep, true in zip(replay.reps, truth):
+        assert ("aborted" in rep.flags) == true["aborted"]
+        if true["hold_start_s"] is not None:
+            assert rep.hold_start_s == pytest.approx(true["hold_start_s"], abs=0.15)
+            assert rep.hold_end_s == pytest.approx(true["hold_end_s"], abs=0.15)
+            assert rep.hold_angle_mean_deg == pytest.approx(true["hold_angle_mean_deg"], abs=1.0)
+            assert ("early_drop" in rep.flags) == true["early_drop"]
+
+
+def test_trace_phases_follow_the_reps(replay):
+    trace = replay.trace
+    assert trace.t_s.shape == trace.angle_deg.shape == trace.phase.shape
+    rep = replay.reps[0]
+    mid = np.searchsorted(trace.t_s, (rep.hold_start_s + rep.hold_end_s) / 2)
+    assert trace.phase[mid] == PHASE_CODES["hold"]
+    assert trace.phase[0] == PHASE_CODES["rest"]
+    assert trace.angle_deg[mid] == pytest.approx(rep.hold_angle_mean_deg, abs=5.0)
+
+
+def test_live_finds_the_same_reps_as_replay(sim, replay):
+    live, events, cues, result = feed_live(sim, 10)
+    assert len(result.reps) == len(replay.reps)
+    for a, b in zip(result.reps, replay.reps):
+        assert a.flags == b.flags
+        for key in ("lift_start_s", "hold_start_s", "hold_end_s", "lower_end_s"):
+            va, vb = getattr(a, key), getattr(b, key)
+            assert (va is None) == (vb is None)
+            if va is not None:
+                assert va == pytest.approx(vb, abs=0.2), key
+    kinds = [e.kind for e in events]
+    assert kinds.count("rep_done") == 3 and kinds.count("rep_aborted") == 1
+    assert {"rest", "lift", "hold", "10 s reached"} <= set(cues)
+    assert result.to_json()["summary"]["reps"] == 4
+
+
+def test_live_is_independent_of_chunk_size(sim):
+    *_, a = feed_live(sim, 7)
+    *_, b = feed_live(sim, 64)
+    assert [r.to_json() for r in a.reps] == [r.to_json() for r in b.reps]
+
+
+def test_live_memory_stays_bounded():
+    sim = simulate_session(SimConfig(duration_s=600.0, seed=2, rate_hz=100.0))
+    live, _, _, result = feed_live(sim, 10)
+    assert len(live._tracker._buf.data) < 60 * 100  # at most about one rep's worth of samples
+    assert len(result.trace.t_s) <= 600 * AnalysisParams().live_trace_rate_hz + 10
+    assert len(result.reps) >= 15
+
+
+def test_calibration_window_sets_the_reference(sim):
+    params = AnalysisParams(calibration_window_s=(0.5, 1.5))
+    result = analyze(Rec("sim.csv", sim.meta, sim.samples), params)
+    assert result.reference["start_s"] == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(DataError, match="calibration window"):
+        analyze(Rec("sim.csv", sim.meta, sim.samples), AnalysisParams(calibration_window_s=(900.0, 901.0)))
+
+
+def test_recording_without_a_still_period_is_reported():
+    t = np.arange(0.0, 20.0, 0.01)
+    rng = np.random.default_rng(0)
+    gyr = np.stack([np.sin(2 * np.pi * 0.7 * t), np.cos(2 * np.pi * 0.9 * t), 0.0 * t], axis=1) * 2.0
+    acc = np.tile([0.0, 0.0, 9.81], (t.size, 1)) + rng.normal(0, 0.02, (t.size, 3))
+    result = analyze(Rec("moving.csv", RecordingMeta(rate_hz=100.0), Samples(t, acc, gyr)), AnalysisParams())
+    assert [i.kind for i in result.issues] == ["no_still_reference"]
+    assert result.reps == []
+
+
+def test_placement_override_and_parameter_validation(sim):
+    result = analyze(Rec("sim.csv", sim.meta, sim.samples), AnalysisParams(placement="thigh"))
+    assert result.to_json()["recording"]["placement"] == "thigh"
+    with pytest.raises(ConfigError, match="placement"):
+        AnalysisParams(placement="wrist")
+    with pytest.raises(ConfigError, match="still_threshold_dps"):
+        AnalysisParams(still_threshold_dps=30.0, moving_threshold_dps=20.0)
+    with pytest.raises(ConfigError, match="unknown"):
+        AnalysisParams().with_overrides(target_s=3)
+    assert AnalysisParams().with_overrides(target_hold_s=12.0, goal_hold_s=None).target_hold_s == 12.0
+
+
+def test_too_few_samples_is_a_data_error():
+    one = Samples(np.zeros(1), np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(DataError, match="too few"):
+        analyze(Rec("one.csv", RecordingMeta(rate_hz=100.0), one), AnalysisParams())
