@@ -85,7 +85,8 @@ class AnkleParams:
     max_gap_s: float = 0.15
     rest_max_gyr_dps: float = 6.0         # standing phase: every |gyro - mean| below this
     # filter
-    kf_rate_hz: float = 25.0
+    kf_rate_hz: float = 5.0
+    imu_rate_max_hz: float = 50.0         # faster data is block-averaged down to this for the filter
     acc_noise_mps2_per_rthz: float = 0.01
     acc_scale_sd: float = 0.01
     gyr_noise_radps_per_rthz: float = 0.002
@@ -207,12 +208,14 @@ def _rotvec_matrix(rv: np.ndarray) -> np.ndarray:
 
 def _quat_mul(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Hamilton products of (..., 4) wxyz quaternions."""
-    pw, px, py, pz = np.moveaxis(p, -1, 0)
-    qw, qx, qy, qz = np.moveaxis(q, -1, 0)
-    return np.stack([pw * qw - px * qx - py * qy - pz * qz,
-                     pw * qx + px * qw + py * qz - pz * qy,
-                     pw * qy - px * qz + py * qw + pz * qx,
-                     pw * qz + px * qy - py * qx + pz * qw], axis=-1)
+    pw, px, py, pz = p[..., 0], p[..., 1], p[..., 2], p[..., 3]
+    qw, qx, qy, qz = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    out = np.empty(np.broadcast_shapes(p.shape, q.shape))
+    out[..., 0] = pw * qw - px * qx - py * qy - pz * qz
+    out[..., 1] = pw * qx + px * qw + py * qz - pz * qy
+    out[..., 2] = pw * qy - px * qz + py * qw + pz * qx
+    out[..., 3] = pw * qz + px * qy - py * qx + pz * qw
+    return out
 
 
 def _quat_matrix(q: np.ndarray) -> np.ndarray:
@@ -416,31 +419,37 @@ class _Measurement:
 
 
 def _measurements(nom: _Nominal, bounds: np.ndarray, win: _Window, p: AnkleParams) -> list[_Measurement | None]:
-    """Zero-velocity (+ zero-rate and gravity while standing) pseudo-measurements at each boundary."""
-    out: list[_Measurement | None] = []
+    """Zero-velocity (+ zero-rate and gravity while standing) pseudo-measurements at each boundary.
+
+    Standing: the block means since the previous boundary give the zero-rate and gravity terms.
+    """
     deg = math.pi / 180.0
-    prev = bounds[0]
-    for b in bounds:
-        if b < win.rest1 - win.rest0:
-            lo, hi = prev, max(b, prev + 1)
-            h = np.zeros((9, _N_STATES))
-            h[0:3, _V] = _EYE3
-            h[3:6, _BG] = _EYE3
-            f_mean = nom.force_e[lo:hi].mean(axis=0)
-            h[6:9, _A] = -_skew(f_mean)
-            h[6:9, _BA] = -nom.rot[lo:hi].mean(axis=0)
-            z = np.concatenate([-nom.vel[b], nom.gyr_corr[lo:hi].mean(axis=0), -nom.acc_e[lo:hi].mean(axis=0)])
-            r = np.concatenate([np.full(3, p.rest_zupt_sd_mps ** 2),
-                                np.full(3, (p.rest_zaru_sd_dps * deg) ** 2),
-                                np.full(3, p.rest_gravity_sd_mps2 ** 2)])
-            out.append(_Measurement(z, h, r))
-        elif b >= win.zupt0 - win.rest0:
-            h = np.zeros((3, _N_STATES))
-            h[:, _V] = _EYE3
-            out.append(_Measurement(-nom.vel[b], h, np.full(3, p.hold_zupt_sd_mps ** 2)))
-        else:
-            out.append(None)
-        prev = b
+    rest = np.flatnonzero(bounds < win.rest1)
+    hold = np.flatnonzero(bounds >= win.zupt0)
+    out: list[_Measurement | None] = [None] * len(bounds)
+    if rest.size:
+        starts = np.concatenate([[0], bounds[rest[1:] - 1]])
+        ends = np.maximum(bounds[rest], starts + 1)
+        cuts = np.stack([starts, ends], axis=1).ravel()
+        sizes = (ends - starts)[:, None]
+        block = lambda x: np.add.reduceat(x, cuts, axis=0)[::2] / sizes.reshape((-1,) + (1,) * (x.ndim - 1))
+        f_mean = block(nom.force_e)
+        rot_mean = block(nom.rot)
+        h = np.zeros((rest.size, 9, _N_STATES))
+        h[:, 0:3, _V] = _EYE3
+        h[:, 3:6, _BG] = _EYE3
+        h[:, 6:9, _A] = -_skew(f_mean)
+        h[:, 6:9, _BA] = -rot_mean
+        z = np.hstack([-nom.vel[bounds[rest]], block(nom.gyr_corr), -block(nom.acc_e)])
+        r = np.concatenate([np.full(3, p.rest_zupt_sd_mps ** 2), np.full(3, (p.rest_zaru_sd_dps * deg) ** 2),
+                            np.full(3, p.rest_gravity_sd_mps2 ** 2)])
+        for i, k in enumerate(rest):
+            out[k] = _Measurement(z[i], h[i], r)
+    h_hold = np.zeros((3, _N_STATES))
+    h_hold[:, _V] = _EYE3
+    r_hold = np.full(3, p.hold_zupt_sd_mps ** 2)
+    for k in hold:
+        out[k] = _Measurement(-nom.vel[bounds[k]], h_hold, r_hold)
     return out
 
 
@@ -482,12 +491,12 @@ def _filter_smooth(big_f: np.ndarray, big_q: np.ndarray, meas: list[_Measurement
         if k + 1 < m:
             x = big_f[k] @ x
             cov = big_f[k] @ cov @ big_f[k].T + big_q[k]
+    # smoother gains G_k = P_f[k] F_k^T P_p[k+1]^-1, all at once
+    gains = np.swapaxes(np.linalg.solve(p_p[1:], big_f[:m - 1] @ p_f[:-1]), 1, 2)
     x_s = x_f.copy()
     p_s = p_f.copy()
-    gains = np.zeros((max(m - 1, 0), _N_STATES, _N_STATES))
     for k in range(m - 2, -1, -1):
-        g = np.linalg.solve(p_p[k + 1], big_f[k] @ p_f[k]).T
-        gains[k] = g
+        g = gains[k]
         x_s[k] = x_f[k] + g @ (x_s[k + 1] - x_p[k + 1])
         p_s[k] = p_f[k] + g @ (p_s[k + 1] - p_p[k + 1]) @ g.T
     return _Smoothed(x_s, p_s, gains)
@@ -595,9 +604,24 @@ def _local(win: _Window) -> _Window:
     return _Window(0, win.rest1 - o, win.hold0 - o, win.zupt0 - o, win.avg0 - o, win.avg1 - o, win.end - o)
 
 
+def _decimate(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, lw: _Window,
+              factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Window]:
+    """Block means of `factor` samples and the window's indices on the new grid."""
+    n = (len(t) // factor) * factor
+    mean = lambda x: x[:n].reshape((n // factor, factor) + x.shape[1:]).mean(axis=1)
+    m = n // factor
+    idx = lambda i: min(int(round(i / factor)), m)
+    avg0 = min(idx(lw.avg0), m - 1)
+    w = _Window(0, idx(lw.rest1), idx(lw.hold0), idx(lw.zupt0), avg0, max(idx(lw.avg1), avg0 + 1), m)
+    return mean(t), mean(acc), mean(gyr), w
+
+
 def _eskf_kinematics(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, win: _Window,
                      p: AnkleParams) -> _Kinematics:
     lw = _local(win)
+    factor = int((len(t) - 1) / (t[-1] - t[0]) / p.imu_rate_max_hz + 0.5)
+    if factor > 1:
+        t, acc, gyr, lw = _decimate(t, acc, gyr, lw, factor)
     rest = slice(0, lw.rest1)
     nom = _strapdown(t, acc, gyr, rest, gyr[rest].mean(axis=0), np.zeros(3), None)
     rate_hz = (len(t) - 1) / (t[-1] - t[0])
@@ -612,7 +636,7 @@ def _eskf_kinematics(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, win: _Wind
     k_rest = int(np.searchsorted(bounds, lw.rest1))
     pos_rest = nom.pos[bounds[k_rest]] + sm.x[k_rest, _P]
     in_avg = np.flatnonzero((bounds >= lw.avg0) & (bounds < lw.avg1))
-    rot_hold = np.mean([_rotvec_matrix(sm.x[k, _A]) @ nom.rot[bounds[k]] for k in in_avg], axis=0)
+    rot_hold = (_rotvec_matrix(sm.x[in_avg, _A]) @ nom.rot[bounds[in_avg]]).mean(axis=0)
     rot_rest = _rotvec_matrix(sm.x[k_rest, _A]) @ nom.rot[bounds[k_rest]]
     rot_rel = _nearest_rotation(rot_hold) @ rot_rest.T
     k_hold = int(in_avg[len(in_avg) // 2])
@@ -659,9 +683,10 @@ def _naive_kinematics(t: np.ndarray, acc: np.ndarray, quat: np.ndarray, win: _Wi
 def _geometry(kin: _Kinematics, win: _Window, t: np.ndarray, p: AnkleParams) -> AnkleEstimate | AnkleRefusal:
     shank_m, thigh_m = p.lengths_m()
     d_s = p.sensor_above_ankle_cm / 100.0
+    # the unperturbed geometry does not depend on the forward direction passed in
     nominal = _evaluate(kin, np.zeros((1, _N_PERTURB)), shank_m, thigh_m, d_s, np.array([1.0, 0.0, 0.0]))
     fwd = nominal["forward"][0]
-    nominal = _evaluate(kin, np.zeros((1, _N_PERTURB)), shank_m, thigh_m, d_s, fwd)
+    nominal["shank_tilt_deg"] = _shank_tilt_deg(kin, fwd)
     excess_m = float(nominal["thigh_fit_m"][0]) - thigh_m
     if excess_m * 100.0 > p.max_thigh_excess_cm:
         return AnkleRefusal(f"no geometric solution: the knee would be {excess_m * 100:.1f} cm farther from "
@@ -707,9 +732,13 @@ def _evaluate(kin: _Kinematics, e: np.ndarray, shank_m: float, thigh_m: float, d
                   + thigh[:, None] * (thigh_up - [0.0, 0.0, 1.0]))
     geo = hip_geometry(ankle, shank_up, shank, thigh, hip_offset)
     geo["rise_cm"] = 100.0 * ankle[:, 2]
-    horiz = np.einsum("mi,i->m", shank_up, forward)
-    geo["shank_tilt_deg"] = np.degrees(np.arctan2(-horiz, shank_up[:, 2]))
     return geo
+
+
+def _shank_tilt_deg(kin: _Kinematics, forward: np.ndarray) -> np.ndarray:
+    """Sagittal shank angle from vertical at the hold (positive: ankle in front of the knee), (1,)."""
+    shank_up = kin.rot_rel[:, 2]
+    return np.array([math.degrees(math.atan2(-float(shank_up @ forward), float(shank_up[2])))])
 
 
 def _uncertainty(kin: _Kinematics, shank_m: float, thigh_m: float, d_s: float, forward: np.ndarray,
