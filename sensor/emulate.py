@@ -15,7 +15,7 @@ Entry point (used by the `holdmon emulate` command)::
         adapter: str = "hci0",             # BlueZ adapter name
         rate_hz: float | None = None,      # stream rate; default: the source's rate (simulate: 100 Hz)
         loop: bool = False,                # restart the source at its end instead of going quiet
-        name: str | None = None,           # advertised name; default "<profile prefix>-emu-<adapter>"
+        name: str | None = None,           # advertised name; default "<name prefix>-emu-<adapter>"
         seed: int = 0,                     # simulator seed when source is None
         start_s: float = 0.0,              # skip this much of the source (sample counter starts there)
         stop: asyncio.Event | None = None, # set it to end the emulator
@@ -688,7 +688,9 @@ def load_source(source: Samples | str | os.PathLike | None, *, rate_hz: float, s
 
 
 def default_name(profile: Profile, adapter: str) -> str:
-    return f"{profile.name_prefixes[0]}-emu-{adapter}" if profile.name_prefixes else f"emu-{adapter}"
+    """E.g. `holdmon-emu-hci1`, `WT-emu-hci1`: the profile's name prefix, so clients recognise it."""
+    prefix = profile.name_prefixes[0].rstrip("-") if profile.name_prefixes else profile.name
+    return f"{prefix}-emu-{adapter}"
 
 
 async def run_emulator(

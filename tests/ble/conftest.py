@@ -218,6 +218,9 @@ class EmulatorProcess:
         self.proc.wait(STOP_TIMEOUT_S)
 
 
+HOLDMON_CLI = [sys.executable, "-c", "import sys; from sensor.cli.main import app; sys.argv[0] = 'holdmon'; app()"]
+"""The `holdmon` command, run with this interpreter."""
+
 EMULATOR_SCRIPT = """
 import asyncio, json, sys
 from sensor.emulate import run_emulator
@@ -236,13 +239,27 @@ class Emulators:
 
     def start(self, adapter: str, source: str | os.PathLike | None, *, profile: str = "holdmon",
               rate_hz: float | None = None, loop: bool = False, name: str | None = None,
-              start_s: float = 0.0, seed: int = 0) -> EmulatorProcess:
-        name = name or f"{'HM' if profile == 'holdmon' else 'WT'}-emu-{adapter}"
-        kwargs = {"source": None if source is None else os.fspath(source), "profile": profile,
-                  "adapter": adapter, "rate_hz": rate_hz, "loop": loop, "name": name,
-                  "start_s": start_s, "seed": seed}
-        proc = subprocess.Popen([sys.executable, "-c", EMULATOR_SCRIPT, json.dumps(kwargs)],
-                                env=self.stack.env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+              start_s: float = 0.0, seed: int = 0, cli: bool = False) -> EmulatorProcess:
+        """Start an emulator and wait until it advertises.
+
+        cli=True runs the `holdmon emulate` command (which has no start_s); otherwise
+        `sensor.emulate.run_emulator` is called directly.
+        """
+        name = name or f"{'holdmon' if profile == 'holdmon' else 'WT'}-emu-{adapter}"
+        if cli:
+            if start_s:
+                raise ValueError("holdmon emulate has no start_s option")
+            argv = [*HOLDMON_CLI, "emulate", "--profile", profile, "--adapter", adapter, "--name", name,
+                    "--seed", str(seed)]
+            argv += ["--simulate"] if source is None else ["--from", os.fspath(source)]
+            argv += [] if rate_hz is None else ["--rate-hz", str(rate_hz)]
+            argv += ["--loop"] if loop else []
+        else:
+            kwargs = {"source": None if source is None else os.fspath(source), "profile": profile,
+                      "adapter": adapter, "rate_hz": rate_hz, "loop": loop, "name": name,
+                      "start_s": start_s, "seed": seed}
+            argv = [sys.executable, "-c", EMULATOR_SCRIPT, json.dumps(kwargs)]
+        proc = subprocess.Popen(argv, env=self.stack.env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         emulator = EmulatorProcess(proc, adapter, name)
         self.started.append(emulator)
@@ -276,9 +293,10 @@ class Source:
 
 @pytest.fixture(scope="session")
 def make_source(tmp_path_factory):
-    """make_source(rate_hz, *, reps=2, seconds=None, seed=1) -> Source (cached per arguments).
+    """make_source(rate_hz, *, reps=2, seconds=None, seed=1, session_s=None) -> Source (cached).
 
-    `seconds` keeps only the first seconds of the session (for sample-accounting tests).
+    `session_s` simulates a session of that length (as many reps as fit) instead of `reps` reps;
+    `seconds` keeps only the first seconds of it (for sample-accounting tests).
     """
     from sensor.recording import write_recording
     from sensor.simulate import SimConfig, simulate_session
@@ -286,14 +304,16 @@ def make_source(tmp_path_factory):
     cache: dict[tuple, Source] = {}
     out_dir = tmp_path_factory.mktemp("sources")
 
-    def make(rate_hz: float, *, reps: int = 2, seconds: float | None = None, seed: int = 1) -> Source:
-        key = (rate_hz, reps, seconds, seed)
+    def make(rate_hz: float, *, reps: int = 2, seconds: float | None = None, seed: int = 1,
+             session_s: float | None = None) -> Source:
+        key = (rate_hz, reps, seconds, seed, session_s)
         if key not in cache:
-            sim = simulate_session(SimConfig(reps=reps, rate_hz=rate_hz, seed=seed, lost_packet_rate=0.0))
+            sim = simulate_session(SimConfig(reps=reps, rate_hz=rate_hz, seed=seed, lost_packet_rate=0.0,
+                                             duration_s=session_s))
             samples = sim.samples
             if seconds is not None:
                 samples = samples.slice(0, int(round(seconds * rate_hz)))
-            path = out_dir / f"source-{rate_hz:g}hz-{reps}reps-{seconds}s-seed{seed}.csv"
+            path = out_dir / f"source-{rate_hz:g}hz-{reps}reps-{session_s}-{seconds}s-seed{seed}.csv"
             write_recording(path, sim.meta, samples)
             cache[key] = Source(path, samples, sim.truth, rate_hz)
         return cache[key]
