@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,83 +161,102 @@ def meta_lines(meta: RecordingMeta) -> list[str]:
 
 # ----------------------------------------------------------------------------------- block parsing
 
-_FAST_OK = np.zeros(256, dtype=bool)
-_FAST_OK[[ord(","), ord("\n"), ord("-"), ord(".")]] = True
-_FAST_OK[ord("0"):ord("9") + 1] = True
-_FAST_BAD = ~_FAST_OK
-_DIGIT = np.zeros(256)
-_DIGIT[ord("0"):ord("9") + 1] = np.arange(10)
-_POW10 = np.zeros(20)
-_POW10[:16] = 10.0 ** np.arange(16)  # index -1 (a separator) reads 0
-_MAX_FIELD_CHARS = 15  # at most 15 digits: mantissas stay exact in float64
+# Fast parser. Every byte of a field gets one table entry by (q, byte), q = characters from the byte to
+# the end of its field (1 for the last character, 0 on separators); the entries of a field add up exactly
+# (all below 2**53) to
+#     digits as an integer (the dot counted as a 0 digit)   < 10**14 < 2**47
+#   + q_dot * 2**47 when the field has a dot                 <= 15 * 2**47
+#   + 2**52 when it has a minus
+# so one gather and one np.add.reduceat parse every field; bytes that are none of these read NaN.
+_MAX_FIELD_CHARS = 14  # digits stay below 10**14 whatever the dot and sign
+_DOT_UNIT = 2.0 ** 47
+_MINUS_MARK = 2.0 ** 52
+_POW10 = 10.0 ** np.arange(_MAX_FIELD_CHARS + 1)
+_TABLE = np.full((_MAX_FIELD_CHARS + 1, 256), np.nan)
+_TABLE[0, [ord(","), ord("\n")]] = 0.0
+for _q in range(1, _MAX_FIELD_CHARS + 1):
+    _TABLE[_q, ord("0"):ord("9") + 1] = np.arange(10) * 10.0 ** (_q - 1)
+    _TABLE[_q, ord(".")] = _q * _DOT_UNIT
+    _TABLE[_q, ord("-")] = _MINUS_MARK
+_TABLE_FLAT = _TABLE.ravel()
+_WORKSPACE = threading.local()
+
+
+def _workspace(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread reusable buffers for a block of n bytes: bool mask x2, float64 terms, arange (int32).
+
+    Reusing them matters: fresh multi-megabyte arrays per block cost more in page faults than the
+    arithmetic does.
+    """
+    ws = getattr(_WORKSPACE, "buffers", None)
+    if ws is None or ws[2].size < n:
+        size = max(n, BLOCK_BYTES + (BLOCK_BYTES >> 3))
+        ws = (np.empty(size, dtype=bool), np.empty(size, dtype=bool), np.empty(size),
+              np.arange(size, dtype=np.int32))
+        _WORKSPACE.buffers = ws
+    return ws[0][:n], ws[1][:n], ws[2][:n], ws[3][:n]
 
 
 def _parse_block_fast(block: bytes, ncols: int) -> np.ndarray | None:
-    """Rows of plain decimal numbers (`-12.345`), all lines `ncols` fields, block ending in '\\n'.
+    """Rows of plain decimal numbers (`-12.345`, `7`, `.5`), all lines `ncols` fields, ending in '\\n'.
 
-    Returns (rows, ncols) float64, bit-identical to float() on each field, or None when the block holds
-    anything else (empty fields, nan, exponents, comments, wrong field counts): the caller then parses it
-    line by line. Each field's digits are summed as an exact integer with the dot read as a 0 digit,
-    then the dot is taken out and one division by 10**decimals rounds correctly.
+    Returns (rows, ncols) float64, equal to float() of each field, or None when the block holds
+    anything else (empty fields, nan, exponents, comments, wrong field counts, fields over 14
+    characters): the caller then parses it line by line.
     """
     a = np.frombuffer(block, dtype=np.uint8)
-    if _FAST_BAD[a].any():
+    if a.size == 0 or a.size >= 2**31:
         return None
-    sep = np.flatnonzero((a == 44) | (a == 10))
+    mask, mask2, terms, arange = _workspace(a.size)
+    np.equal(a, 44, out=mask)
+    np.equal(a, 10, out=mask2)
+    np.logical_or(mask, mask2, out=mask)
+    sep = np.flatnonzero(mask).astype(np.int32)
     if sep.size == 0 or sep.size % ncols:
         return None
     kinds = a[sep].reshape(-1, ncols)
     if not ((kinds[:, -1] == 10).all() and (kinds[:, :-1] == 44).all()):
         return None
-    lengths = np.diff(sep, prepend=-1)  # field length + 1 for its separator
+    lengths = np.diff(sep, prepend=np.int32(-1))  # field length + 1 for its separator
     if lengths.min() < 2 or lengths.max() > _MAX_FIELD_CHARS + 1:
         return None
-    pos = np.repeat(sep - 1, lengths)
-    pos -= np.arange(a.size)  # characters after this one in its field; -1 on separators
-    terms = _DIGIT[a]
-    terms *= _POW10[pos]
+    index = np.repeat(sep, lengths)
+    index -= arange  # q: characters from here to the end of the field
+    index *= 256
+    index += a
+    np.take(_TABLE_FLAT, index, out=terms, mode="clip")
     starts = sep - lengths + 1
-    value = np.add.reduceat(terms, starts)
-    field_of = np.repeat(np.arange(sep.size, dtype=np.int32), lengths)  # field index of each character
-    if not _apply_dots(a, field_of, pos, value) or not _apply_signs(a, field_of, starts, value):
+    sums = np.add.reduceat(terms, starts)
+    values = _decode_sums(sums, a, starts, lengths, mask, mask2)
+    return None if values is None else values.reshape(-1, ncols)
+
+
+def _decode_sums(sums: np.ndarray, a: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                 buf: np.ndarray, buf2: np.ndarray) -> np.ndarray | None:
+    """Numbers from the per-field table sums; None if a field is not a plain decimal number."""
+    if np.isnan(sums).any():  # a byte that is not a digit, separator, dot or minus
         return None
-    return value.reshape(-1, ncols)
-
-
-def _apply_dots(a: np.ndarray, field_of: np.ndarray, pos: np.ndarray, value: np.ndarray) -> bool:
-    """Turn digit sums into numbers for fields with a decimal dot; False if a dot is malformed."""
-    dots = np.flatnonzero(a == 46)
-    if dots.size == 0:
-        return True
-    fields = field_of[dots]
-    if (np.diff(fields) == 0).any():  # two dots in one field
-        return False
-    before = a[np.maximum(dots - 1, 0)] - np.uint8(48) < 10
-    after = a[np.minimum(dots + 1, a.size - 1)] - np.uint8(48) < 10
-    if not (before | after).all():  # '.', '-.' alone
-        return False
-    scale = _POW10[pos[dots]]
-    full = value[fields]
-    frac = np.fmod(full, scale)
-    value[fields] = ((full - frac) / 10.0 + frac) / scale
-    return True
-
-
-def _apply_signs(a: np.ndarray, field_of: np.ndarray, starts: np.ndarray, value: np.ndarray) -> bool:
-    """Negate fields starting with '-'; False if a minus is anywhere else or not followed by a number."""
-    minus = np.flatnonzero(a == 45)
-    if minus.size == 0:
-        return True
-    fields = field_of[minus]
-    if (starts[fields] != minus).any():
-        return False
-    nxt = a[minus + 1]
-    nxt2 = a[np.minimum(minus + 2, a.size - 1)]
-    ok = ((nxt >= 48) & (nxt <= 57)) | ((nxt == 46) & (nxt2 >= 48) & (nxt2 <= 57))
-    if not ok.all():
-        return False
-    value[fields] *= -1.0
-    return True
+    negative = sums >= _MINUS_MARK
+    sums[negative] -= _MINUS_MARK
+    q_dot = np.floor(sums / _DOT_UNIT)
+    full = sums - q_dot * _DOT_UNIT
+    has_dot = q_dot > 0
+    n_minus = int(np.count_nonzero(np.equal(a, 45, out=buf)))
+    n_dots = int(np.count_nonzero(np.equal(a, 46, out=buf2)))
+    if n_dots != int(np.count_nonzero(has_dot)) or n_minus != int(np.count_nonzero(negative)):
+        return None  # two dots or two minus signs in a field
+    if n_minus and n_minus != int(np.count_nonzero(a[starts] == 45)):
+        return None  # a minus that is not the first character
+    n_digits = lengths - 1 - has_dot - negative
+    if n_digits.min() < 1:  # '-', '.', '-.'
+        return None
+    if n_dots:
+        scale = _POW10[np.maximum(q_dot.astype(np.int64) - 1, 0)]  # 10**decimals
+        frac = np.fmod(full, scale)
+        full = np.where(has_dot, ((full - frac) / 10.0 + frac) / scale, full)
+    if n_minus:
+        np.negative(full, out=full, where=negative)
+    return full
 
 
 @dataclass

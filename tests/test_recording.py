@@ -416,7 +416,7 @@ def test_escaping_round_trip() -> None:
 def test_fast_parser_matches_float_exactly() -> None:
     rng = np.random.default_rng(3)
     vals = rng.normal(0, 300, (3000, 4))
-    for decimals in (0, 3, 6, 9):
+    for decimals in (0, 3, 6, 8):
         text = "".join(",".join(f"{v:.{decimals}f}" for v in row) + "\n" for row in vals).encode()
         parsed = rec._parse_block_fast(text, 4)
         expected = [[float(x) for x in line.split(",")] for line in text.decode().splitlines()]
@@ -425,9 +425,17 @@ def test_fast_parser_matches_float_exactly() -> None:
 
 
 @pytest.mark.parametrize("block", [b"1.2.3,1\n", b"-,1\n", b".,1\n", b"1-2,1\n", b"1,,\n", b"nan,1\n",
-                                   b"1e3,1\n", b"1,2,3\n", b"-.,1\n"])
+                                   b"1e3,1\n", b"1,2,3\n", b"-.,1\n", b"--1,1\n", b"1.0-,1\n",
+                                   b"123456789012345,1\n", b"1,2\n3\n"])
 def test_fast_parser_declines_what_it_does_not_understand(block: bytes) -> None:
     assert rec._parse_block_fast(block, 2) is None
+
+
+def test_long_fields_are_read_exactly(tmp_path: Path) -> None:
+    rows = [f"{1.0e6 + i / 7:.9f},0.1,0.2,9.8,-0.{i:015d},0,0" for i in range(50)]
+    got = read_recording(write_text(tmp_path / "long.csv", [], HEADER, rows))
+    np.testing.assert_array_equal(got.samples.t_s, [float(r.split(",")[0]) for r in rows])
+    np.testing.assert_array_equal(got.samples.gyr_radps[:, 0], [float(r.split(",")[4]) for r in rows])
 
 
 def test_seq_that_goes_backwards_is_not_trusted_for_gaps(tmp_path: Path) -> None:
