@@ -196,3 +196,12 @@ def test_bad_placement_and_rate_raise_config_errors():
         PhaseTracker(AnalysisParams(), "wrist", RATE_HZ)
     with pytest.raises(ConfigError, match="rate_hz"):
         PhaseTracker(AnalysisParams(), "ankle", 0.0)
+
+
+def test_hold_longer_than_the_buffer_keeps_its_timings():
+    params = AnalysisParams(max_rep_buffer_s=5.0)
+    tracker, _ = run(one_rep_session(hold_s=12.0).features(), chunk=10, params=params)
+    (rep,) = tracker.reps
+    assert rep.hold_start_s == pytest.approx(4.0, abs=0.1)
+    assert rep.hold_duration_s == pytest.approx(12.0, abs=0.2)
+    assert rep.hold_angle_mean_deg == pytest.approx(15.0, abs=0.05)

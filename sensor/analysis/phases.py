@@ -143,6 +143,8 @@ class _RepState:
     index: int
     lift_start_i: int
     hold_start_i: int
+    lift_start_s: float
+    hold_start_s: float
     rise_cm: float
     hold_angle_deg: float
     corrections: int = 0
@@ -223,7 +225,7 @@ class PhaseTracker:
     def hold_elapsed_s(self) -> float:
         if self._rep is None or self._buf.data is None:
             return 0.0
-        return max(0.0, self._buf.t(self._n - 1) - self._t(self._rep.hold_start_i))
+        return max(0.0, self._buf.t(self._n - 1) - self._rep.hold_start_s)
 
     def hold_sagging(self) -> bool:
         return self._rep is not None and self._rep.sag_emitted
@@ -331,6 +333,7 @@ class PhaseTracker:
             hold_start = self._refine_end(end)
             self._rep = _RepState(
                 index=len(self.reps) + 1, lift_start_i=lift_start, hold_start_i=hold_start,
+                lift_start_s=self._t(lift_start), hold_start_s=self._t(hold_start),
                 rise_cm=info["net_cm"], hold_angle_deg=info["angle_after"],
                 first_sag_tick_s=self._t(hold_start) + p.settle_s + _SAG_MIN_WINDOW_S,
             )
@@ -411,7 +414,7 @@ class PhaseTracker:
             return
         p = self.params
         t_last = self._t(until - 1)
-        hold_start_s = self._t(rep.hold_start_i)
+        hold_start_s = rep.hold_start_s
         if not rep.target_emitted and t_last >= hold_start_s + p.target_hold_s:
             rep.target_emitted = True
             self._events.append(Event("target_reached", hold_start_s + p.target_hold_s,
@@ -469,7 +472,7 @@ class PhaseTracker:
                   balance_loss: bool) -> Rep:
         p = self.params
         span = self._buf.view(rep.lift_start_i, hold_end_i + 1)
-        hold_start_s = self._t(rep.hold_start_i)
+        hold_start_s = rep.hold_start_s
         hold_end_s = self._t(hold_end_i)
         duration_s = hold_end_s - hold_start_s
         metrics = hold_metrics(span.t_s, span.angle_deg, span.gyr_dps, hold_start_s, hold_end_s,
@@ -477,7 +480,7 @@ class PhaseTracker:
         flags = rep_flags(duration_s, metrics, rep.corrections, False, balance_loss, p)
         return Rep(
             index=rep.index,
-            lift_start_s=self._t(rep.lift_start_i),
+            lift_start_s=rep.lift_start_s,
             hold_start_s=hold_start_s,
             hold_end_s=hold_end_s,
             lower_end_s=None if lower_end_i is None else self._t(lower_end_i),
