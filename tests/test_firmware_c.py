@@ -1,7 +1,8 @@
 """The firmware's portable C (firmware_notes/portable) against the Python protocol, byte for byte.
 
 The C code and the driver tests/c/hm_driver.c are compiled with the host compiler
-(`$CC` or `cc`, C99, -Wall -Wextra -Werror -pedantic); the tests skip when there is none.
+(`$CC` or `cc`, C99, -Wall -Wextra -Werror -pedantic); the tests skip when there is none,
+or fail when HOLDMON_REQUIRE_CC=1 (as in CI).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The compiled driver (with address/UB sanitizers where the toolchain has them)."""
     cc = _compiler()
     if cc is None:
-        pytest.skip("no C compiler: set $CC or install cc/gcc/clang to test firmware_notes/portable")
+        reason = "no C compiler: set $CC or install cc/gcc/clang to test firmware_notes/portable"
+        if os.environ.get("HOLDMON_REQUIRE_CC") == "1":
+            pytest.fail(f"C compiler required (HOLDMON_REQUIRE_CC=1) but {reason}")
+        pytest.skip(reason)
     out = tmp_path_factory.mktemp("hm_c") / "hm_driver"
     result = _compile(cc, out, SANITIZE)
     if result.returncode != 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sensor.errors import ConfigError, DecodeError
@@ -339,7 +339,6 @@ def test_bad_replies(reply_hex: str, offset: int) -> None:
     assert (info.value.offset, info.value.length) == (offset, len(payload))
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=240))
 def test_random_bytes_raise_only_decode_error(payload: bytes) -> None:
     dec = hm.HoldmonDecoder()
@@ -349,7 +348,6 @@ def test_random_bytes_raise_only_decode_error(payload: bytes) -> None:
         assert 0 <= err.offset <= len(payload) == err.length
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=8))
 def test_parse_command_never_raises(payload: bytes) -> None:
     cmd = hm.parse_command(payload)
@@ -375,7 +373,6 @@ def _packets(draw: st.DrawFn) -> tuple[hm.DataHeader, np.ndarray, np.ndarray]:
     return header, arr[:, :3], arr[:, 3:]
 
 
-@settings(max_examples=200, deadline=None)
 @given(_packets())
 def test_round_trip_counts(packet: tuple[hm.DataHeader, np.ndarray, np.ndarray]) -> None:
     header, acc, gyr = packet
@@ -390,7 +387,6 @@ def test_round_trip_counts(packet: tuple[hm.DataHeader, np.ndarray, np.ndarray])
     np.testing.assert_allclose(p.gyr_radps, gyr * hm.gyro_scale_radps(header.gyro_code), rtol=1e-15)
 
 
-@settings(max_examples=100, deadline=None)
 @given(
     st.integers(0, 3), st.integers(0, 3), st.integers(1, 19),
     st.lists(st.floats(-1.0, 1.0), min_size=6, max_size=6),
@@ -440,7 +436,6 @@ def _stream(rate_code: int, sizes: list[int], gaps: list[int], seq0: int, t0_us:
     return out
 
 
-@settings(max_examples=100, deadline=None)
 @given(
     st.integers(0, 3), st.integers(0, 65535), st.integers(0, 2**32 - 1),
     st.lists(st.tuples(st.integers(1, 19), st.integers(0, 200_000)), min_size=1, max_size=30),
