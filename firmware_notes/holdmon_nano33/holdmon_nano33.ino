@@ -61,7 +61,7 @@ static bool imuRead(uint8_t reg, uint8_t *out, uint8_t len) {
   IMU_WIRE.beginTransmission(IMU_ADDR);
   IMU_WIRE.write(reg);
   if (IMU_WIRE.endTransmission(false) != 0) return false;
-  if (IMU_WIRE.requestFrom(IMU_ADDR, len) != len) return false;
+  if (IMU_WIRE.requestFrom((uint8_t)IMU_ADDR, len) != len) return false;
   for (uint8_t i = 0; i < len; i++) out[i] = IMU_WIRE.read();
   return true;
 }
@@ -130,7 +130,7 @@ static void onControlWrite(BLEDevice dev, BLECharacteristic chr) {
   (void)dev;
   if (commandPending) return;
   commandLen = chr.valueLength();
-  memcpy(commandBytes, chr.value(), commandLen < (int)sizeof commandBytes ? commandLen : sizeof commandBytes);
+  memcpy(commandBytes, chr.value(), (size_t)(commandLen < (int)sizeof commandBytes ? commandLen : (int)sizeof commandBytes));
   commandPending = true;
 }
 

@@ -49,9 +49,10 @@ static bool imuOk = false;
 static uint32_t identifyUntilMs = 0;
 static uint8_t batteryPct = HM_BATTERY_UNKNOWN;
 
-// A control write is copied here by the BLE task and handled in loop(), so the stream is
-// only ever touched from one context.
+// A control write or a disconnect is noted here by the BLE task and handled in loop(), so the
+// stream is only ever touched from one context.
 static volatile bool commandPending = false;
+static volatile bool linkLost = false;
 static uint8_t commandBytes[HM_MAX_REPLY];
 static uint16_t commandLen = 0;
 
@@ -150,9 +151,7 @@ static void onDisconnect(uint16_t conn, uint8_t reason) {
   (void)conn;
   (void)reason;
   connHandle = BLE_CONN_HANDLE_INVALID;
-  hm_stream_stop(&stream);
-  imuSleep(nullptr);
-  hm_stream_set_mtu(&stream, 23);
+  linkLost = true;  // loop() stops the stream
 }
 
 // PROTOCOL.md section 2: interval 7.5-15 ms, latency 0, supervision timeout 2 s.
@@ -248,6 +247,14 @@ void setup() {
 void loop() {
   hm_sample_t x;
   uint32_t nowMs = millis();
+
+  if (linkLost) {
+    linkLost = false;
+    commandPending = false;
+    hm_stream_stop(&stream);  // its last packet is refused and counted as dropped
+    imuSleep(nullptr);
+    hm_stream_set_mtu(&stream, 23);
+  }
 
   if (stream.running && imuPoll(&x)) {
     hm_stream_push(&stream, micros(), &x);  // micros(): the protocol's 32-bit clock
