@@ -679,7 +679,8 @@ class RecordingWriter:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
             self._fd: int | None = os.open(self.path, flags, 0o600)
-            os.fchmod(self._fd, 0o600)
+            if hasattr(os, "fchmod"):  # POSIX: also when the file existed with other modes
+                os.fchmod(self._fd, 0o600)
         except FileExistsError:
             raise RecordingError(self.path, "file exists (refusing to overwrite a recording)") from None
         except OSError as exc:

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from enum import Enum
 from multiprocessing import get_context
 from pathlib import Path
@@ -266,6 +267,8 @@ def _analyse_file(path: str, defaults: dict, params: Any) -> tuple[str, dict | N
         doc, issues = replay_document(path, defaults, params)
     except HoldmonError as exc:
         return path, None, str(exc), []
+    except Exception as exc:  # a bug shown by one file must not end the batch  # noqa: BLE001
+        return path, None, f"{path}: internal error: {type(exc).__name__}: {exc}", []
     return path, doc, None, [_issue_text(i) for i in issues]
 
 
@@ -284,9 +287,12 @@ def _replay_dir(directory: Path, defaults: dict, params: Any, json_out: bool, jo
                         disable=not stderr.is_terminal)
     with progress, ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         task = progress.add_task("", total=len(paths))
-        futures = [pool.submit(_analyse_file, p, defaults, params) for p in paths]
+        futures = {pool.submit(_analyse_file, p, defaults, params): p for p in paths}
         for fut in as_completed(futures):
-            path, doc, error, warnings = fut.result()
+            try:
+                path, doc, error, warnings = fut.result()
+            except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                path, doc, error, warnings = futures[fut], None, f"{futures[fut]}: worker died: {exc}", []
             results[path] = (doc, error)
             for w in warnings:
                 print_warning(f"{path}: {w}")
@@ -361,3 +367,4 @@ def simulate(
 # ------------------------------------------------------------------ commands from other modules
 # One line per module: register_module("sensor.cli.<module>")
 register_module("sensor.cli.live_cmds")
+register_module("sensor.cli.report_cmds")
