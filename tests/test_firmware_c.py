@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -322,3 +325,48 @@ def test_c_rescale_rounds_and_saturates(driver: Path) -> None:
     answers = _run(driver, [f"K {raw} {num} {den}" for raw, num, den in cases])
     assert answers == [[f"K {_rescale(*case)}"] for case in cases]
     assert [a[0] for a in answers[:4]] == ["K 1147", "K 32767", "K -32768", "K -32766"]
+
+
+def _c_defines() -> dict[str, int]:
+    """Integer #defines and enum constants of holdmon_packet.h."""
+    text = (PORTABLE / "holdmon_packet.h").read_text()
+    values = {name: int(value, 0) for name, value in re.findall(r"#define (HM_\w+) (0x[0-9A-Fa-f]+|\d+)u?\b", text)}
+    values.update({name: int(value, 0) for name, value in re.findall(r"\b(HM_\w+) = (0x[0-9A-Fa-f]+|\d+)", text)})
+    return values
+
+
+def test_c_constants_match_python() -> None:
+    c = _c_defines()
+    assert c["HM_PROTOCOL_VERSION"] == hm.PROTOCOL_VERSION
+    assert (c["HM_HEADER_SIZE"], c["HM_SAMPLE_SIZE"], c["HM_MAX_SAMPLES"]) == (
+        hm.HEADER_SIZE, hm.SAMPLE_SIZE, hm.MAX_SAMPLES)
+    assert c["HM_MAX_REPLY"] == max(2 + sum(struct.calcsize("<" + f) for _, _, f in fields)
+                                    for fields in hm.REPLY_FIELDS.values())
+    assert c["HM_REPLY_FLAG"] == hm.REPLY_FLAG
+    assert c["HM_TARGET_PACKET_RATE_HZ"] == hm.TARGET_PACKET_RATE_HZ
+    for op in ("START", "STOP", "SET_RATE", "SET_RANGES", "IDENTIFY", "READ_STATUS"):
+        assert c[f"HM_OP_{op}"] == getattr(hm, f"OP_{op}")
+    for code, name in hm.STATUS_NAMES.items():
+        assert c[f"HM_STATUS_{name.upper()}"] == code
+    assert c["HM_FLAG_STREAM_START"] == 1 << hm.HEADER_BITS["stream_start"][1]
+    assert c["HM_FLAG_DEVICE_DROP"] == 1 << hm.HEADER_BITS["device_drop"][1]
+    for name, bit in hm.STATE_BITS.items():
+        assert c[f"HM_STATE_{name.upper()}"] == 1 << bit
+    assert (c["HM_DEFAULT_RATE_CODE"], c["HM_DEFAULT_ACC_CODE"], c["HM_DEFAULT_GYRO_CODE"]) == (
+        hm.DEFAULT_RATE_CODE, hm.DEFAULT_ACC_CODE, hm.DEFAULT_GYRO_CODE)
+    assert {c["HM_BOARD_UNSPECIFIED"], c["HM_BOARD_XIAO_SENSE"], c["HM_BOARD_NANO33_SENSE_REV2"]} == set(
+        hm.BOARD_NAMES)
+    assert c["HM_BATTERY_UNKNOWN"] == hm.BATTERY_UNKNOWN
+
+
+def test_sketch_uuids_match_protocol() -> None:
+    """The XIAO sketch lists UUID bytes least significant first; the Nano sketch uses the strings."""
+    xiao = (ROOT / "firmware_notes" / "holdmon_xiao" / "holdmon_xiao.ino").read_text()
+    for name, uuid in (("SERVICE", hm.SERVICE_UUID), ("DATA", hm.DATA_UUID), ("CONTROL", hm.CONTROL_UUID)):
+        match = re.search(rf"UUID_{name}\[16\] = \{{([^}}]*)\}}", xiao)
+        assert match, name
+        listed = bytes(int(b, 16) for b in re.findall(r"0x([0-9a-fA-F]{2})", match.group(1)))
+        assert listed == UUID(uuid).bytes[::-1], name
+    nano = (ROOT / "firmware_notes" / "holdmon_nano33" / "holdmon_nano33.ino").read_text()
+    for uuid in (hm.SERVICE_UUID, hm.DATA_UUID, hm.CONTROL_UUID):
+        assert f'"{uuid}"' in nano
