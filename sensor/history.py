@@ -150,6 +150,16 @@ def get_session(conn: sqlite3.Connection, session_id: int) -> dict:
     return out
 
 
+def export_rows(conn: sqlite3.Connection) -> list[dict]:
+    """Every stored rep joined with its session's fields, oldest session first."""
+    rows = conn.execute(
+        "SELECT s.id AS session_id, s.recorded_at, s.side, s.stage, s.load_kg, s.placement, s.path,"
+        " r.idx AS rep, r.hold_duration_s, r.hold_angle_mean_deg, r.sway_sd_deg, r.sag_deg_per_s,"
+        " r.tremor_rms_dps, r.hip_flexion_deg, r.target_met, r.flags"
+        " FROM sessions s JOIN reps r ON r.session_id = s.id ORDER BY s.recorded_at, s.id, r.idx")
+    return [dict(r) for r in rows]
+
+
 @dataclass(frozen=True)
 class WeekTrend:
     week: str

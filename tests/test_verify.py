@@ -35,23 +35,28 @@ def test_each_rule_gives_its_reason():
     weighted = [
         make_rep(0, hold_duration_s=6.0, flags=["early_drop"]),
         make_rep(1, sag_deg_per_s=-0.8),
-        make_rep(2, sway_sd_deg=1.0),
-        make_rep(3, tremor_rms_dps=2.5),
+        make_rep(2, sway_sd_deg=1.6),
+        make_rep(3, tremor_rms_dps=8.5),
         make_rep(4, hold_angle_mean_deg=10.0),
         make_rep(5, flags=["balance_loss"]),
         make_rep(6, hold_start_s=None, flags=["aborted"]),
     ]
-    result = verify(weighted, BASELINE)
+    result = verify(weighted, BASELINE, placement="thigh")
     reasons = {v.index: " ".join(v.reasons) for v in result.reps}
     assert "hold 6.0 s < 10 s" in reasons[0]
     assert "sag -0.80 deg/s" in reasons[1]
-    assert "sway SD 1.00 deg > 1.5 x baseline 0.50 deg" in reasons[2]
-    assert "tremor 4-12 Hz RMS 2.50 deg/s > 2 x baseline 1.00 deg/s" in reasons[3]
+    assert "sway SD 1.60 deg > 3 x baseline 0.50 deg" in reasons[2]
+    assert "tremor 4-12 Hz RMS 8.50 deg/s > 8 x baseline 1.00 deg/s" in reasons[3]
     assert "lift angle 10.0 deg is more than 5 deg below the baseline's 18.0 deg" in reasons[4]
     assert "balance lost" in reasons[5]
     assert "aborted" in reasons[6]
     assert not result.stable
     assert any("balance lost" in r for r in result.reasons)
+
+
+def test_ankle_tilt_is_not_compared_as_lift_height():
+    result = verify([make_rep(0, hold_angle_mean_deg=2.0)], BASELINE, placement="ankle")
+    assert result.stable and result.baseline.lift_measure is None
 
 
 def test_absolute_limits_without_baseline():

@@ -23,16 +23,19 @@ class VerifyRules:
     """Default criteria for a stable weighted hold (all overridable).
 
     With a baseline, sway and tremor may grow by a factor over the baseline's median; without one,
-    absolute limits apply. The lift may drop by at most `lift_margin_deg` below the baseline's median
+    absolute limits apply. A weight is expected to raise both (more mass, more effort: tremor amplitude
+    grows with effort, up to tenfold after maximal effort), so a hold counts as unsteady only beyond
+    three times the baseline's sway SD or eight times its tremor RMS, i.e. close to exhaustion. These
+    are starting points for a physiotherapist to adjust in a rules file, not clinically validated limits. The lift may drop by at most `lift_margin_deg` below the baseline's median
     (hip flexion where both sides measure it, else the lift angle).
     """
 
     min_hold_s: float = 10.0
-    sway_factor: float = 1.5
-    tremor_factor: float = 2.0
+    sway_factor: float = 3.0
+    tremor_factor: float = 8.0
     sway_limit_deg: float = 2.0
     tremor_limit_dps: float = 4.0
-    sag_limit_deg_per_s: float = 0.3
+    sag_limit_deg_per_s: float = 0.5
     lift_margin_deg: float = 5.0
     min_stable_fraction: float = 0.8
 
@@ -61,7 +64,7 @@ class Baseline:
     sway_sd_deg: float | None
     tremor_rms_dps: float | None
     lift_deg: float | None
-    lift_measure: str
+    lift_measure: str | None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -111,15 +114,17 @@ def _completed(reps: Iterable[Rep]) -> list[Rep]:
     return [r for r in reps if "aborted" not in r.flags and r.hold_start_s is not None]
 
 
-def lift_measure(weighted: list[Rep], baseline: list[Rep]) -> str:
-    """Hip flexion when every completed rep on both sides has it, else the segment's lift angle."""
+def lift_measure(weighted: list[Rep], baseline: list[Rep], placement: str) -> str | None:
+    """What "how high" is compared by: hip flexion when every completed rep on both sides has it;
+    else the thigh's lift angle; else nothing, because an ankle sensor's tilt is the shank's, which
+    says little about how high the knee came up."""
     both = _completed(weighted) + _completed(baseline)
     if both and all(r.extra.get("hip_flexion_deg") is not None for r in both):
         return "hip_flexion_deg"
-    return "hold_angle_mean_deg"
+    return "hold_angle_mean_deg" if placement == "thigh" else None
 
 
-def make_baseline(reps: list[Rep], measure: str) -> Baseline | None:
+def make_baseline(reps: list[Rep], measure: str | None) -> Baseline | None:
     """Medians of the baseline's completed reps; None when it has none."""
     done = _completed(reps)
     if not done:
@@ -128,12 +133,12 @@ def make_baseline(reps: list[Rep], measure: str) -> Baseline | None:
         reps=len(done),
         sway_sd_deg=_median(r.sway_sd_deg for r in done),
         tremor_rms_dps=_median(r.tremor_rms_dps for r in done),
-        lift_deg=_median(_lift_value(r, measure) for r in done),
+        lift_deg=_median(_lift_value(r, measure) for r in done) if measure else None,
         lift_measure=measure,
     )
 
 
-def _rep_reasons(rep: Rep, rules: VerifyRules, base: Baseline | None, measure: str) -> list[str]:
+def _rep_reasons(rep: Rep, rules: VerifyRules, base: Baseline | None, measure: str | None) -> list[str]:
     if "aborted" in rep.flags:
         return ["aborted: the lift never settled into a hold"]
     reasons: list[str] = []
@@ -147,7 +152,7 @@ def _rep_reasons(rep: Rep, rules: VerifyRules, base: Baseline | None, measure: s
                         rules.sway_limit_deg, "sway SD", "deg")
     reasons += _compare(rep.tremor_rms_dps, base and base.tremor_rms_dps, rules.tremor_factor,
                         rules.tremor_limit_dps, "tremor 4-12 Hz RMS", "deg/s")
-    lift = _lift_value(rep, measure)
+    lift = _lift_value(rep, measure) if measure else None
     if base is not None and base.lift_deg is not None and lift is not None:
         if lift < base.lift_deg - rules.lift_margin_deg:
             name = "hip flexion" if measure == "hip_flexion_deg" else "lift angle"
@@ -169,13 +174,14 @@ def _compare(value: float | None, base_value: float | None, factor: float, limit
     return []
 
 
-def verify(weighted: list[Rep], baseline: list[Rep], rules: VerifyRules = VerifyRules()) -> Verification:
+def verify(weighted: list[Rep], baseline: list[Rep], rules: VerifyRules = VerifyRules(),
+           placement: str = "ankle") -> Verification:
     """Judge every rep of a weighted session, then the session.
 
     The session is stable when it has at least one rep, no rep lost balance, and at least
     `min_stable_fraction` of its reps are stable.
     """
-    measure = lift_measure(weighted, baseline)
+    measure = lift_measure(weighted, baseline, placement)
     base = make_baseline(baseline, measure)
     verdicts = []
     for rep in weighted:
