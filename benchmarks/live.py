@@ -4,9 +4,10 @@ For each rate (100, 200, 400 Hz) and sensor count (1, 2), emulated holdmon senso
 private D-Bus + BlueZoo to a bleak central in this process, twice:
 
 - `bare`: a bare bleak subscriber whose callback only stores (arrival time, bytes);
-- `holdmon`: the project's path: the notify callback enqueues (host time, bytes), a consumer task
-  decodes, maps the clock, runs the live pipeline and writes the recording (`sensor.live.LiveSession`
-  with a `RecordingWriter`).
+- `holdmon`: the project's path, as `holdmon live` runs it: `sensor.ble.SensorLink` (connect,
+  configure, subscribe, watchdog; its notify callback only enqueues (host time, bytes)) and a
+  consumer task that decodes, maps the clock, runs the live pipeline and writes the recording
+  (`sensor.live.LiveSession` with a `RecordingWriter`).
 
 Latency of a notification = the moment it is done (bare: arrival; holdmon: the consumer finished it)
 minus the moment its last sample was due at the emulator (from the packet's sensor time; the
@@ -87,9 +88,6 @@ class BareSink:
 
         return on_data
 
-    async def run_consumer(self) -> None:
-        return None
-
     def finish(self) -> list[list[tuple[float, bytes]]]:
         return self.arrivals
 
@@ -109,14 +107,12 @@ class HoldmonSink:
             self.sessions.append(LiveSession(hm.PROFILE, meta, AnalysisParams(), rate_hz, recorder))
         self.done: list[list[tuple[float, bytes]]] = [[] for _ in range(n_sensors)]
         self.processing_s: list[list[float]] = [[] for _ in range(n_sensors)]
+        self.streaming = [False] * n_sensors
+        self.all_streaming = asyncio.Event()
 
-    def callback(self, index: int):
+    def emit(self, index: int):
         put = self.queue.put_nowait
-
-        def on_data(_char, data: bytearray) -> None:
-            put((index, ("data", time.monotonic(), bytes(data))))
-
-        return on_data
+        return lambda item: put((index, item))
 
     async def run_consumer(self) -> None:
         while True:
@@ -127,8 +123,13 @@ class HoldmonSink:
             t_start = time.monotonic()
             self.sessions[index].handle(item)
             t_done = time.monotonic()
-            self.done[index].append((t_done, item[2]))
-            self.processing_s[index].append(t_done - t_start)
+            if item[0] == "data":
+                self.done[index].append((t_done, item[2]))
+                self.processing_s[index].append(t_done - t_start)
+            elif item[2] == "streaming":
+                self.streaming[index] = True
+                if all(self.streaming):
+                    self.all_streaming.set()
 
     def finish(self) -> list[list[tuple[float, bytes]]]:
         for session, recorder in zip(self.sessions, self.recorders):
@@ -137,8 +138,8 @@ class HoldmonSink:
         return self.done
 
 
-async def stream(emulators: list, sink, rate_hz: float, seconds: float) -> float:
-    """Connect to every emulator, stream for `seconds`, stop; returns this process's CPU seconds."""
+async def stream_bare(emulators: list, sink: BareSink, rate_hz: float, seconds: float) -> float:
+    """Bare bleak: connect, subscribe, start, wait, stop; returns this process's CPU seconds."""
     from bleak import BleakClient, BleakScanner
 
     clients = []
@@ -150,7 +151,6 @@ async def stream(emulators: list, sink, rate_hz: float, seconds: float) -> float
         client = BleakClient(device, bluez={"adapter": CENTRAL})
         await client.connect()
         clients.append(client)
-    consumer = asyncio.create_task(sink.run_consumer())
     cpu0 = time.process_time()
     for i, client in enumerate(clients):
         await client.start_notify(hm.DATA_UUID, sink.callback(i))
@@ -162,13 +162,32 @@ async def stream(emulators: list, sink, rate_hz: float, seconds: float) -> float
         for uuid, command in hm.PROFILE.stop_commands():
             await client.write_gatt_char(uuid, command, response=True)
     await asyncio.sleep(DRAIN_S)
-    if isinstance(sink, HoldmonSink):
-        sink.queue.put_nowait(None)
-    await consumer
     cpu_s = time.process_time() - cpu0
     for client in clients:
         await client.disconnect()
     return cpu_s
+
+
+async def stream_holdmon(emulators: list, sink: HoldmonSink, rate_hz: float, seconds: float) -> float:
+    """The project's links and consumer; CPU seconds from all-streaming to the end of the drain."""
+    from sensor.ble import SensorLink, find_sensor
+
+    stop = asyncio.Event()
+    links = []
+    for i, emulator in enumerate(emulators):
+        found = await find_sensor(emulator.name, "holdmon", CENTRAL, SCAN_TIMEOUT_S)
+        links.append(SensorLink(found, hm.PROFILE, rate_hz, sink.emit(i), adapter=CENTRAL))
+    consumer = asyncio.create_task(sink.run_consumer())
+    tasks = [asyncio.create_task(link.run(stop)) for link in links]
+    await asyncio.wait_for(sink.all_streaming.wait(), SCAN_TIMEOUT_S * 2)
+    cpu0 = time.process_time()
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)  # each link sends STOP (the sensor flushes) and disconnects
+    await asyncio.sleep(DRAIN_S)
+    sink.queue.put_nowait(None)
+    await consumer
+    return time.process_time() - cpu0
 
 
 def clock_origin(ready_line: str) -> float:
@@ -180,8 +199,12 @@ def run_case(stack, mode: str, rate_hz: float, n_sensors: int, seconds: float, o
     try:
         started = [emulators.start(adapter, None, profile="holdmon", rate_hz=rate_hz, loop=True)
                    for adapter in PERIPHERAL_ADAPTERS[:n_sensors]]
-        sink = BareSink(n_sensors) if mode == "bare" else HoldmonSink(n_sensors, rate_hz, out_dir)
-        cpu_s = asyncio.run(stream(started, sink, rate_hz, seconds))
+        if mode == "bare":
+            sink = BareSink(n_sensors)
+            cpu_s = asyncio.run(stream_bare(started, sink, rate_hz, seconds))
+        else:
+            sink = HoldmonSink(n_sensors, rate_hz, out_dir)
+            cpu_s = asyncio.run(stream_holdmon(started, sink, rate_hz, seconds))
         done = sink.finish()
         reports = [e.stop() for e in started]
     finally:
