@@ -36,8 +36,6 @@ PLACEMENTS = ("ankle", "thigh")
 SIDES = ("left", "right")
 ACC_UNITS = {"mps2": 1.0, "g": 9.80665}
 GYR_UNITS = {"radps": 1.0, "dps": math.pi / 180.0}
-META_KEYS = ("format", "device", "profile", "rate_hz", "placement", "side", "stage", "load_kg",
-             "note", "acc_unit", "gyr_unit")
 
 STANDARD_GRAVITY_MPS2 = 9.80665
 BLOCK_BYTES = 1 << 19  # text parsed per block; small enough for the cache, large enough for numpy
@@ -91,13 +89,13 @@ def _meta_error(path: str, key: str, value: object, expected: str, line: int | N
 def _set_meta(meta: RecordingMeta, key: str, value: object, path: str, line: int | None) -> None:
     """Validate one metadata value and store it on meta; unknown keys go to meta.extra."""
     text = str(value).strip()
-    if key == "format":
+    if key in ("device", "profile", "note"):
+        setattr(meta, key, str(value))  # free text, kept as written (escapes already undone)
+    elif key == "format":
         if text not in (FORMAT_NAME, str(FORMAT_VERSION)):
             raise RecordingError(path, f"unsupported format {text!r} (this version reads {FORMAT_NAME})",
                                  line)
         meta.format_version = FORMAT_VERSION
-    elif key in ("device", "profile", "note"):
-        setattr(meta, key, text)
     elif key == "rate_hz":
         rate_hz = _to_float(text)
         if rate_hz is None or not rate_hz > 0 or not math.isfinite(rate_hz):
@@ -112,7 +110,7 @@ def _set_meta(meta: RecordingMeta, key: str, value: object, path: str, line: int
             raise _meta_error(path, key, value, "one of " + "|".join(SIDES), line)
         meta.side = text  # type: ignore[assignment]
     elif key == "stage":
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise _meta_error(path, key, value, "a whole number >= 0", line)
         meta.stage = int(text)
     elif key == "load_kg":
@@ -139,7 +137,7 @@ def _to_float(text: str) -> float | None:
         return None
 
 
-def _parse_meta_line(text: str, path: str, line: int) -> tuple[str, str] | None:
+def _parse_meta_line(text: str) -> tuple[str, str] | None:
     """(key, raw value) of a `# key: value` line, None for a plain comment (no colon, or not a key)."""
     body = text[1:].strip()
     key, colon, value = body.partition(":")
@@ -392,7 +390,7 @@ def _read_head(f: BinaryIO, path: str) -> tuple[RecordingMeta, _Layout, int, set
         if not text:
             continue
         if text.startswith("#"):
-            kv = _parse_meta_line(text, path, line)
+            kv = _parse_meta_line(text)
             if kv is not None:
                 _set_meta(meta, kv[0], kv[1], path, line)
                 keys.add(kv[0])

@@ -58,7 +58,7 @@ def kinds(recording) -> dict[str, object]:
 
 def test_round_trip_keeps_samples_and_metadata(tmp_path: Path) -> None:
     samples = standing_samples(2500, mag=True)
-    note = 'first, "stage 3" session\nback: 2/10 \\ tired'
+    note = 'first, "stage 3" session\nback: 2/10 \\ tired # ok: yes\n'
     meta = RecordingMeta(device="HM-01", profile="holdmon", rate_hz=RATE_HZ, placement="thigh",
                          side="left", stage=3, load_kg=1.5, note=note, extra={"operator": "physio A"})
     path = tmp_path / "rt.csv"
@@ -384,6 +384,7 @@ def test_non_numeric_field_in_the_middle(tmp_path: Path, clean_file: Path) -> No
     ("# rate_hz: fast", "'rate_hz'"),
     ("# side: both", "'side'"),
     ("# stage: three", "'stage'"),
+    ("# stage: ³", "'stage'"),
     ("# load_kg: -2", "'load_kg'"),
     ("# format: holdmon-recording/7", "unsupported format"),
 ])
