@@ -370,3 +370,22 @@ def test_sketch_uuids_match_protocol() -> None:
     nano = (ROOT / "firmware_notes" / "holdmon_nano33" / "holdmon_nano33.ino").read_text()
     for uuid in (hm.SERVICE_UUID, hm.DATA_UUID, hm.CONTROL_UUID):
         assert f'"{uuid}"' in nano
+
+
+def test_c_device_answers_every_write(driver: Path) -> None:
+    """Random writes while streaming: one reply each, parseable, with the status the parser predicts."""
+    rng = random.Random(11)
+    writes = [bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 6))) for _ in range(300)]
+    writes += [bytes([rng.randint(1, 6)]) + bytes(rng.randint(0, 4) for _ in range(rng.randint(0, 2)))
+               for _ in range(300)]
+    requests = ["M 247", "W 01"]
+    for k, write in enumerate(writes):
+        requests.append(f"X {k * 2400} 1 2 3 4 5 6")
+        requests.append("W " + (write.hex() or "-"))
+    answers = _run(driver, requests)
+    for write, answer in zip(writes, answers[3::2]):
+        replies = [line for line in answer if line.startswith("R ")]
+        assert len(replies) == 1 and answer[-1] == replies[0], write.hex()
+        reply = hm.parse_reply(bytes.fromhex(replies[0][2:]))
+        expected = hm.parse_command(write)
+        assert (reply.opcode, reply.status) == ((expected.opcode | 0x80) & 0x7F, expected.status), write.hex()

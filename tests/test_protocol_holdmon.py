@@ -245,6 +245,18 @@ def test_reply_examples(write: str, reply_hex: str, decoded: tuple[int, int, dic
         assert (cmd.opcode, cmd.status) == (opcode, status)
 
 
+def test_unknown_opcode_with_bit7_is_a_two_byte_reply() -> None:
+    """PROTOCOL.md 8.3: a write `84 02 02` (not an opcode) is answered `84 01`, not a SET_RANGES reply."""
+    assert "`84 01`" in _protocol_text()
+    cmd = hm.parse_command(_b("84 02 02"))
+    assert (cmd.opcode, cmd.status) == (0x84, hm.STATUS_UNKNOWN_OPCODE)
+    assert hm.encode_reply(cmd.opcode, cmd.status) == _b("84 01")
+    reply = hm.parse_reply(_b("84 01"))
+    assert (reply.opcode, reply.status, reply.fields) == (hm.OP_SET_RANGES, hm.STATUS_UNKNOWN_OPCODE, {})
+    with pytest.raises(DecodeError):
+        hm.parse_reply(_b("84 01 02 02"))
+
+
 def test_decoder_routes_replies_aside() -> None:
     dec = hm.HoldmonDecoder()
     assert dec.decode(_b("83 00 02")) == []

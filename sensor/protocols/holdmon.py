@@ -104,7 +104,8 @@ STATUS_NAMES: dict[int, str] = {
 }
 
 # Reply payload after (opcode | 0x80, status): opcode -> fields (name, byte offset, struct format).
-# Replies to an unknown opcode or to an empty write are the 2-byte (opcode | 0x80, status) only.
+# Replies to an unknown opcode (status UNKNOWN_OPCODE, whatever byte 0 says: a write of 0x84 is
+# answered 84 01) or to an empty write are the 2-byte (opcode | 0x80, status) only.
 REPLY_FIELDS: dict[int, tuple[tuple[str, int, str], ...]] = {
     OP_START: (),
     OP_STOP: (),
@@ -427,7 +428,7 @@ def parse_reply(payload: bytes) -> Reply:
     status = payload[1]
     if status not in STATUS_NAMES:
         raise _fail(f"unknown status 0x{status:02x}", 1, length)
-    if opcode not in REPLY_FIELDS:
+    if opcode not in REPLY_FIELDS or status == STATUS_UNKNOWN_OPCODE:
         if length != 2:
             raise _fail("reply to an unknown opcode is 2 bytes", 2, length)
         return Reply(opcode, status, {})
