@@ -18,12 +18,13 @@ from typing import Callable, Protocol, Union
 from sensor.types import RecordingMeta, Rep, Samples
 from sensor.clock import SensorClock
 from sensor.config import AnalysisParams
-from sensor.errors import DecodeError
+from sensor.errors import DecodeError, RecordingError
 from sensor.pipeline import Event, LivePipeline, SessionResult
 from sensor.protocols.base import Profile
 
 HOLD_BAND_HALF_WIDTH_DEG = 5.0
 LINK_KINDS = ("connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped")
+RECORDING_FAILED = "recording_failed"
 
 DataItem = tuple[str, float, bytes]
 LinkItem = Union[DataItem, tuple[str, float, str, str]]
@@ -59,6 +60,7 @@ class SensorView:
     reconnects: int = 0
     recording_path: str | None = None
     rows_written: int = 0
+    recording_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class LiveSession:
         self._hold_angle_deg: float | None = None
         self._last_host_s: float | None = None
         self._finished: SessionResult | None = None
+        self.recording_error: str | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -182,15 +185,25 @@ class LiveSession:
         keep = block.keep
         samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
                           block.seq if self.profile.has_sample_counter else None)
-        if self.recorder is not None:
-            self.recorder.append(samples)
-        events = self.pipeline.feed(samples)
+        events = self._record(samples)
+        events += self.pipeline.feed(samples)
         for event in events:
             if event.kind == "hold_start":
                 self._hold_angle_deg = self.pipeline.state.angle_deg
             elif event.kind in ("hold_end", "rep_done", "rep_aborted"):
                 self._hold_angle_deg = None
         return events
+
+    def _record(self, samples: Samples) -> list[Event]:
+        """Append to the recording; a failing disk stops the recording, never the live session."""
+        if self.recorder is None or self.recording_error is not None:
+            return []
+        try:
+            self.recorder.append(samples)
+        except RecordingError as exc:
+            self.recording_error = str(exc)
+            return [Event(RECORDING_FAILED, float(samples.t_s[0]), message=f"recording stopped: {exc}")]
+        return []
 
     # ------------------------------------------------------------------ output
 
@@ -223,13 +236,17 @@ class LiveSession:
             reconnects=self.counters.reconnects,
             recording_path=None if self.recorder is None else self.recorder.path,
             rows_written=0 if self.recorder is None else self.recorder.rows_written,
+            recording_error=self.recording_error,
         )
 
     def finish(self) -> SessionResult:
         """End of session: flush the recording, close the open rep, return the result (idempotent)."""
         if self._finished is None:
-            if self.recorder is not None:
-                self.recorder.flush()
+            if self.recorder is not None and self.recording_error is None:
+                try:
+                    self.recorder.flush()
+                except RecordingError as exc:
+                    self.recording_error = str(exc)
             path = "" if self.recorder is None else self.recorder.path
             self._finished = self.pipeline.finish(path)
         return self._finished
@@ -247,6 +264,7 @@ class LiveSession:
             "reconnects": self.counters.reconnects, "reps": state.reps_done,
             "recording": None if self.recorder is None else self.recorder.path,
             "rows_written": None if self.recorder is None else self.recorder.rows_written,
+            "recording_error": self.recording_error,
         }
 
 

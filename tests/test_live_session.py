@@ -223,3 +223,54 @@ def test_view_reflects_the_session(sim, tmp_path):
     assert view.angle_deg is not None
     assert view.rows_written == 600
     assert view.target_band_deg == (AnalysisParams().lift_angle_min_deg, None)
+
+
+def test_a_full_disk_stops_the_recording_not_the_session(sim, tmp_path):
+    """Writes beyond a file-size limit fail like a full disk: the live session goes on, the error is kept."""
+    import resource
+    import signal
+
+    packets = holdmon_packets(sim.samples.slice(0, 2000))
+    session, writer = make_session(tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))
+    try:
+        events = feed(session, packets)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    failed = [e for e in events if e.kind == "recording_failed"]
+    assert len(failed) == 1 and "recording stopped" in failed[0].message
+    assert session.recording_error is not None
+    assert session.pipeline.state.samples == 2000  # analysis saw everything
+    assert session.view().recording_error == session.recording_error
+    rows = writer.rows_written
+    writer.close()
+    rec = read_recording(tmp_path / "live.csv")
+    assert rows <= len(rec.samples) < 2000  # what reached the disk replays (a cut last line is dropped)
+    assert session.summary()["recording_error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["live", "--stage", "5"], "--stage must be 3 or 4"),
+    (["live", "--duration-s", "0"], "--duration-s must be > 0"),
+    (["live", "--load-kg", "-1"], "--load-kg must be >= 0"),
+    (["live", "--record", "a.csv", "--record", "b.csv"], "at most one of each per --device"),
+    (["live", "--device", "AA:BB:CC:DD:EE:01", "--device", "AA:BB:CC:DD:EE:02", "--record", "a.csv"],
+     "one --record per --device"),
+    (["live", "--record", "EXISTING"], "refusing to overwrite"),
+    (["emulate", "--from", "x.csv", "--simulate"], "either --from FILE or --simulate"),
+])
+def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from sensor.cli.main import app
+
+    existing = tmp_path / "existing.csv"
+    existing.write_text("")
+    args = [str(existing) if a == "EXISTING" else a for a in args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("holdmon: error:") and message in lines[0]

@@ -116,3 +116,9 @@ def test_hold_timer_marks_the_target_and_stops_at_the_goal():
     assert "20.0 s / 10 s (goal 15 s)" in full
     half = hold_timer(7.5, 10.0, 15.0, width=16).plain
     assert half[1:17].count("#") == 9
+
+
+def test_a_failed_recording_is_shown():
+    s = sensor(recording_path="out.csv", rows_written=440, recording_error="out.csv: File too large")
+    out = text_of(render_live(LiveView((s,))))
+    assert "recording FAILED after 440 rows: out.csv: File too large" in out

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from sensor.errors import ConfigError, DeviceError, HoldmonError
+from sensor.errors import ConfigError, DeviceError, HoldmonError, RecordingError
 
 CUE_EVENTS = {"hold_start": "hold", "target_reached": "target", "sagging": "sagging", "lower_now": "lower"}
 UI_REFRESH_S = 0.125
@@ -190,7 +190,6 @@ class LiveRun:
         self.err = err
         self.sessions: list = []
         self.links: list = []
-        self.writers: list = []
         self.started_s: float | None = None
         self.stop = asyncio.Event()
         self.tones = None
@@ -239,7 +238,6 @@ class LiveRun:
         writer = None
         if index < len(opts.records):
             writer = RecordingWriter(opts.records[index], meta, with_seq=profile.has_sample_counter)
-            self.writers.append(writer)
         return LiveSession(profile, meta, opts.params, rate_hz, recorder=writer)
 
     async def _stream(self, queue: asyncio.Queue) -> list:
@@ -272,11 +270,11 @@ class LiveRun:
 
                 live.update(render_live(self.view()), refresh=True)
                 live.stop()
+                self.ui_console.line()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         finished = [s.finish() for s in self.sessions]
-        for writer in self.writers:
-            writer.close()
+        self._close_writers()
         for result in results:
             if isinstance(result, HoldmonError):
                 raise result
@@ -299,8 +297,7 @@ class LiveRun:
                     and now - self.started_s >= self.opts.duration_s:
                 return
             if now - last_flush >= FLUSH_EVERY_S:
-                for writer in self.writers:
-                    writer.flush()
+                self._flush_writers()
                 last_flush = now
             if live is not None:
                 live.update(render_live(self.view()), refresh=True)
@@ -336,9 +333,25 @@ class LiveRun:
                         duration_s=self.opts.duration_s, target_hold_s=params.target_hold_s,
                         goal_hold_s=params.goal_hold_s)
 
+    def _flush_writers(self) -> None:
+        for session in self.sessions:
+            if session.recorder is not None and session.recording_error is None:
+                try:
+                    session.recorder.flush()
+                except RecordingError as exc:
+                    session.recording_error = str(exc)
+
+    def _close_writers(self) -> None:
+        for session in self.sessions:
+            if session.recorder is None:
+                continue
+            try:
+                session.recorder.close()
+            except RecordingError as exc:
+                session.recording_error = session.recording_error or str(exc)
+
     def close(self) -> None:
-        for writer in self.writers:
-            writer.close()
+        self._close_writers()
         if self.tones is not None:
             self.tones.close()
 
@@ -360,7 +373,9 @@ def summary_lines(session, result) -> list[str]:
         flags = f", flags: {', '.join(rep.flags)}" if rep.flags else ""
         lines.append(f"  #{rep.index}: hold {rep.hold_duration_s:.1f} s"
                      f"{' ✓' if rep.target_met else ''}{sway}{flags}")
-    if s["recording"]:
+    if s["recording_error"]:
+        lines.append(f"  recording {s['recording']} FAILED after {s['rows_written']} rows: {s['recording_error']}")
+    elif s["recording"]:
         lines.append(f"  recording {s['recording']} ({s['rows_written']} rows)")
     return lines
 
@@ -439,6 +454,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             docs = [r.to_json() for r in results]
             sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+        failed = [s.recording_error for s in runner.sessions if s.recording_error]
+        if failed:
+            raise HoldmonError(f"recording failed: {'; '.join(failed)}")
 
     @app.command()
     def emulate(

@@ -54,7 +54,9 @@ def _sensor_panel(s: SensorView, view: LiveView) -> Panel:
     grid.add_row("reps", Text(f"{s.reps_done}" + (f" ({s.side})" if s.side else "")))
     grid.add_row("last rep", last_rep_text(s.last_rep, view.target_hold_s))
     grid.add_row("link", _link_text(s))
-    if s.recording_path:
+    if s.recording_error:
+        grid.add_row("recording", Text(f"FAILED after {s.rows_written} rows: {s.recording_error}", style="bold red"))
+    elif s.recording_path:
         grid.add_row("recording", Text(f"{s.recording_path} ({s.rows_written} rows)"))
     title = f"{s.side + ' · ' if s.side else ''}{s.device} ({s.profile})"
     return Panel(grid, title=title, title_align="left", border_style=CONNECTION_STYLES.get(s.connection, "white"))
