@@ -16,7 +16,8 @@ library call available: pandas.read_csv (C engine) when pandas is installed, els
 C parser is faster than numpy.genfromtxt and numpy.fromstring here).
 
 With --json the last line of stdout is one JSON object: samples, seconds, samples_per_s, parse_floor_s,
-peak_rss_mb, stage_s, plus runs, startup_s, cpu_s and the targets.
+peak_rss_mb, stage_s, plus runs, startup_s, cpu_s, cli_s (one timed run of the installed
+`holdmon replay FILE --json`, start-up included) and the targets.
 """
 
 from __future__ import annotations
@@ -97,6 +98,18 @@ def run_child(path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def cli_wall_s(path: Path) -> float | None:
+    """Wall time of the installed `holdmon replay FILE --json` (start-up included), None without it."""
+    script = Path(sys.executable).parent / "holdmon"
+    if not script.exists():
+        return None
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(script), "replay", str(path), "--json"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False)
+    seconds = time.perf_counter() - t0
+    return seconds if proc.returncode == 0 else None
+
+
 def parse_floor_s(path: Path) -> tuple[float, str]:
     """Seconds to parse the CSV's rows into one float array with the fastest plain library call."""
     header_line = 0
@@ -127,6 +140,7 @@ def measure(cache_dir: Path, runs: int) -> dict:
     results = [run_child(path) for _ in range(runs)]
     best = min(results, key=lambda r: r["seconds"])
     floor_s, floor_how = min(parse_floor_s(path) for _ in range(min(runs, 2)))
+    cli_s = cli_wall_s(path)
     return {
         "samples": best["samples"],
         "seconds": round(best["seconds"], 3),
@@ -138,6 +152,7 @@ def measure(cache_dir: Path, runs: int) -> dict:
         "runs": runs,
         "seconds_all_runs": [round(r["seconds"], 3) for r in results],
         "startup_s": round(best["startup_s"], 3),
+        "cli_s": None if cli_s is None else round(cli_s, 3),
         "cpu_s": round(best["cpu_s"], 3),
         "reps": best["reps"],
         "file_mb": round(path.stat().st_size / 1e6, 1),
@@ -162,6 +177,8 @@ def print_table(m: dict) -> None:
                      f"{ok(m['peak_rss_mb'] < TARGET_PEAK_RSS_MB)}"),
         ("startup", f"{m['startup_s']:.3f} s (interpreter + imports, not counted)"),
         ("CPU time", f"{m['cpu_s']:.3f} s (all threads)"),
+        ("holdmon CLI", "-" if m["cli_s"] is None else
+         f"{m['cli_s']:.3f} s for `holdmon replay FILE --json` (one run, start-up included)"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
