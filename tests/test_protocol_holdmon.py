@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensor.errors import ConfigError, DecodeError
+from sensor.errors import ConfigError, DataError, DecodeError
 from sensor.protocols import holdmon as hm
 
 PROTOCOL_MD = Path(__file__).resolve().parents[1] / "firmware_notes" / "PROTOCOL.md"
@@ -420,6 +420,14 @@ def test_si_encoder_saturates() -> None:
     _, acc, gyr = hm.parse_data_packet(payload)
     assert acc.tolist() == [[32767, -32768, 0]]
     assert gyr.tolist() == [[32767, -32768, 0]]
+
+
+def test_si_encoder_rejects_nan() -> None:
+    header = hm.DataHeader(seq=0, t_first_us=0, n=1)
+    with pytest.raises(DataError):
+        hm.encode_data_packet_si(header, np.array([[np.nan, 0.0, 0.0]]), np.zeros((1, 3)))
+    with pytest.raises(DataError):
+        hm.encode_data_packet_si(header, np.zeros((1, 3)), np.array([[0.0, np.inf, 0.0]]))
 
 
 def test_encoder_rejects_bad_shapes_and_values() -> None:

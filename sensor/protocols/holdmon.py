@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sensor.errors import ConfigError, DecodeError
+from sensor.errors import ConfigError, DataError, DecodeError
 from sensor.protocols.base import DecodedPacket, Profile
 
 PROFILE_NAME = "holdmon"
@@ -188,9 +189,14 @@ def samples_per_packet(rate_hz: float, att_mtu: int = 23) -> int:
 def counts_from_si(
     acc_mps2: np.ndarray, gyr_radps: np.ndarray, acc_code: int, gyro_code: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """SI (n, 3) arrays -> int16 counts (n, 3), rounded to nearest and saturated at -32768..32767."""
+    """SI (n, 3) arrays -> int16 counts (n, 3), rounded to nearest and saturated at -32768..32767.
+
+    Raises DataError for NaN or infinite values (a packet has no way to carry them).
+    """
     acc = np.rint(np.asarray(acc_mps2, dtype=np.float64) / acc_scale_mps2(acc_code))
     gyr = np.rint(np.asarray(gyr_radps, dtype=np.float64) / gyro_scale_radps(gyro_code))
+    if not (np.isfinite(acc).all() and np.isfinite(gyr).all()):
+        raise DataError("holdmon: cannot encode NaN or infinite acc/gyr values into a data packet")
     return (
         np.clip(acc, -32768, 32767).astype(np.int16),
         np.clip(gyr, -32768, 32767).astype(np.int16),
@@ -449,12 +455,14 @@ class HoldmonDecoder:
     """Per-connection decoder: unwraps the 16-bit sample index and the 32-bit microsecond clock.
 
     `lost_samples` counts samples missing between consecutive packets (exact, from `seq`);
-    `replies` collects control replies (data and replies may share this decoder).
+    `replies` keeps the last REPLY_HISTORY control replies (data and replies may share this decoder).
     """
+
+    REPLY_HISTORY = 64
 
     def __init__(self) -> None:
         self.lost_samples = 0
-        self.replies: list[Reply] = []
+        self.replies: deque[Reply] = deque(maxlen=self.REPLY_HISTORY)
         self._end_seq: int | None = None  # unwrapped index of the sample after the last packet
         self._end_t_us = 0  # unwrapped time of that sample (nominal)
         self._last_t_raw = 0
