@@ -173,17 +173,21 @@ def register(app: typer.Typer) -> None:
     @history_app.command("list")
     def history_list(db: DbArg = None, json_out: JsonOpt = False) -> None:
         """All stored sessions, oldest first."""
-        from sensor.history import SESSION_COLUMNS, list_sessions
+        from sensor.history import list_sessions
 
         rows = list_sessions(_open(db))
         if json_out:
             sys.stdout.write(_dump({"format": "holdmon.history/1", "sessions": rows}) + "\n")
             return
         table = Table(title="Sessions", title_justify="left")
-        for col in SESSION_COLUMNS:
-            table.add_column(col)
+        columns = [("id", "id"), ("recorded", "recorded_at"), ("side", "side"), ("stage", "stage"),
+                   ("kg", "load_kg"), ("reps", "reps"), ("met", "reps_target_met"), ("hold s", "mean_hold_s"),
+                   ("sway °", "mean_sway_sd_deg"), ("tremor °/s", "mean_tremor_rms_dps"), ("file", "path")]
+        for title, _ in columns:
+            table.add_column(title, no_wrap=True)
         for row in rows:
-            table.add_row(*[_cell(row[c]) for c in SESSION_COLUMNS])
+            row = {**row, "path": Path(row["path"]).name, "recorded_at": row["recorded_at"][:16].replace("T", " ")}
+            table.add_row(*[_cell(row[key]) for _, key in columns])
         stdout.print(table)
 
     @history_app.command("show")
