@@ -326,7 +326,8 @@ void hm_device_status(const hm_stream_t *s, const hm_board_t *b, hm_status_t *st
 /* New codes: applied to the IMU at once when streaming, else at the next START. */
 static uint8_t apply_codes(hm_stream_t *s, const hm_board_t *b, uint8_t rate, uint8_t acc, uint8_t gyro)
 {
-    if (s->running && !b->imu_configure(b->ctx, rate, acc, gyro)) {
+    bool same = rate == s->rate_code && acc == s->acc_code && gyro == s->gyro_code;
+    if (s->running && !same && !b->imu_configure(b->ctx, rate, acc, gyro)) {
         return HM_STATUS_IMU_ERROR;
     }
     hm_stream_configure(s, rate, acc, gyro);
