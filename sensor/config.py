@@ -64,6 +64,11 @@ class AnalysisParams:
     # live mode
     live_trace_rate_hz: float = 20.0
     max_rep_buffer_s: float = 300.0
+    # ankle rise / hip flexion (sensor.analysis.ankle): lengths in cm, None = from the height
+    shank_length_cm: float | None = None
+    thigh_length_cm: float | None = None
+    height_cm: float | None = None
+    sensor_above_ankle_cm: float = 8.0
 
     def __post_init__(self) -> None:
         if self.placement not in (None, "ankle", "thigh"):

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 from scipy import signal
 
+from sensor.analysis.ankle import add_rep_extras, ankle_params_from
 from sensor.analysis.phases import PHASE_CODES, Event, Features, PhaseTracker
 from sensor.config import STANDARD_GRAVITY_MPS2, AnalysisParams
 from sensor.dsp.filters import StreamingSOS, filtfilt, lowpass_sos
@@ -310,6 +311,9 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
     tracker = PhaseTracker(params, placement, rate_hz)
     tracker.feed(features)
     tracker.finish()
+    received = bridged if keep.all() else Samples(bridged.t_s[keep], bridged.acc_mps2[keep], bridged.gyr_radps[keep])
+    add_rep_extras(tracker.reps, placement, received.t_s, received.acc_mps2, received.gyr_radps,
+                   features.t_s, features.angle_deg, ankle_params_from(params))
     issues = list(recording.issues or [])
     if not ref.still:
         issues.append(DataIssue("no_still_reference",

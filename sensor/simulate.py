@@ -92,6 +92,7 @@ from sensor.types import RecordingMeta, Samples
 TRUTH_FORMAT = "holdmon.truth/1"
 GRAVITY_MPS2 = 9.80665
 SETTLE_S = 1.0
+_BLOCK = 65536  # samples per block of the kinematics
 ANKLE_WINDOW_S = (1.0, 1.5)
 
 
@@ -175,6 +176,10 @@ def _hermite(t_knots: np.ndarray, knots: np.ndarray, x: np.ndarray) -> np.ndarra
     out = np.zeros((3, x.size))
     if len(t_knots) == 1:
         out[0] = knots[0, 0]
+        return out
+    if x.size > _BLOCK:  # bound the temporaries on long sessions
+        for a in range(0, x.size, _BLOCK):
+            out[:, a:a + _BLOCK] = _hermite(t_knots, knots, x[a:a + _BLOCK])
         return out
     i = np.clip(np.searchsorted(t_knots, x, side="right") - 1, 0, len(t_knots) - 2)
     h = t_knots[i + 1] - t_knots[i]
@@ -681,6 +686,33 @@ def _ankle_position(cfg: SimConfig, sig: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def _standing_up(cfg: SimConfig, hab: dict) -> np.ndarray:
+    """Up vector (3,) of the sensor segment in the standing pose of the first rest, without sway."""
+    ref_sig = {k: np.zeros((3, 1)) for k in ("hip", "knee", "roll", "body_ap", "body_ml")}
+    ref_sig["hip"][0, 0] = np.radians(hab["stand_hip_deg"])
+    ref_sig["knee"][0, 0] = np.radians(hab["stand_knee_deg"])
+    ref_link = _segments(ref_sig)[1 if cfg.placement == "thigh" else 2]
+    return _segment_up(ref_link)[0]
+
+
+def _ideal_sensor(cfg: SimConfig, sig: dict, strap: np.ndarray, ref_up: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Error-free accelerometer (n,3), gyroscope (n,3) in the sensor frame and true inclination (n,).
+
+    Computed in blocks to bound memory on long sessions.
+    """
+    n = sig["hip"].shape[1]
+    acc, gyr, incl = np.empty((n, 3)), np.empty((n, 3)), np.empty(n)
+    gravity = np.array([0.0, 0.0, GRAVITY_MPS2])
+    for a in range(0, n, _BLOCK):
+        b = min(a + _BLOCK, n)
+        acc_w, gyr_seg, seg = _sensor_kinematics(cfg, {k: v[:, a:b] for k, v in sig.items()})
+        acc[a:b] = seg.apply_t(acc_w + gravity) @ strap
+        gyr[a:b] = gyr_seg @ strap
+        incl[a:b] = _inclination_deg(_segment_up(seg), ref_up)
+    return acc, gyr, incl
+
+
 def _validate(cfg: SimConfig) -> None:
     if cfg.placement not in ("ankle", "thigh"):
         raise ConfigError(f"placement must be 'ankle' or 'thigh', got {cfg.placement!r}")
@@ -733,16 +765,8 @@ def simulate_session(cfg: SimConfig) -> SimResult:
     tau = t_s / clock
     sig = _joint_signals(reps, tau, 1.0 / (cfg.rate_hz * clock), r_motion, cfg, hab)
 
-    acc_w, gyr_seg, seg = _sensor_kinematics(cfg, sig)
     strap, strap_q = _strap_matrix(cfg, r_strap)
-    specific = seg.apply_t(acc_w + np.array([0.0, 0.0, GRAVITY_MPS2]))
-    acc, gyr = specific @ strap, gyr_seg @ strap
-
-    ref_sig = {k: np.zeros((3, 1)) for k in sig}
-    ref_sig["hip"][0, 0] = np.radians(hab["stand_hip_deg"])
-    ref_sig["knee"][0, 0] = np.radians(hab["stand_knee_deg"])
-    ref_link = _segments(ref_sig)[1 if cfg.placement == "thigh" else 2]
-    incl = _inclination_deg(_segment_up(seg), _segment_up(ref_link)[0])
+    acc, gyr, incl = _ideal_sensor(cfg, sig, strap, _standing_up(cfg, hab))
 
     sensor_info: dict = {"errors": cfg.sensor_errors}
     keep = np.ones(n, bool)
