@@ -389,3 +389,25 @@ def test_c_device_answers_every_write(driver: Path) -> None:
         reply = hm.parse_reply(bytes.fromhex(replies[0][2:]))
         expected = hm.parse_command(write)
         assert (reply.opcode, reply.status) == ((expected.opcode | 0x80) & 0x7F, expected.status), write.hex()
+
+
+def test_cxx_sketch_links_against_c_code(tmp_path: Path) -> None:
+    """The sketches are C++: the header's extern "C" must let them link against the C object."""
+    cc, cxx = _compiler(), os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if cc is None or cxx is None:
+        reason = "no C and C++ compiler pair (cc and c++) to link the C code into a C++ program"
+        if os.environ.get("HOLDMON_REQUIRE_CC") == "1" and cc is None:
+            pytest.fail(f"C compiler required (HOLDMON_REQUIRE_CC=1) but {reason}")
+        pytest.skip(reason)
+    obj, exe = tmp_path / "holdmon_packet.o", tmp_path / "hm_cxx"
+    steps = [
+        [cc, *CFLAGS, "-c", str(PORTABLE / "holdmon_packet.c"), "-o", str(obj)],
+        [cxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", str(PORTABLE),
+         str(ROOT / "tests" / "c" / "hm_cxx_link.cpp"), str(obj), "-o", str(exe)],
+    ]
+    for cmd in steps:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0
+    assert run.stdout.strip() == EXAMPLES["A"][0].replace(" ", "")
