@@ -781,3 +781,33 @@ def thigh_hip_flexion(t_s: np.ndarray, angle_deg: np.ndarray, hold_window_s: tup
     sd = math.hypot(p.standing_pose_sd_deg, float(a[m].std()))
     return AnkleEstimate(math.nan, math.nan, math.nan, math.nan, hip, math.nan, sd, None, math.nan,
                          "thigh", (float(t[m][0]), float(t[m][-1])))
+
+
+def ankle_params_from(analysis_params: object) -> AnkleParams:
+    """AnkleParams from the analysis parameters' `shank_length_cm`, `thigh_length_cm`, `height_cm`,
+    `sensor_above_ankle_cm` and `settle_s` (those it has; None keeps the default)."""
+    names = ("shank_length_cm", "thigh_length_cm", "height_cm", "sensor_above_ankle_cm", "settle_s")
+    return AnkleParams().with_overrides(**{n: getattr(analysis_params, n, None) for n in names})
+
+
+def add_rep_extras(reps: list, placement: str, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_radps: np.ndarray,
+                   angle_t_s: np.ndarray, angle_deg: np.ndarray, params: AnkleParams) -> None:
+    """Put ankle_rise_cm, ankle_forward_cm, hip_flexion_deg and hip_flexion_uncertainty_deg (None where
+    not measurable, plus `ankle_note` with the reason) into each rep's `extra`, in place.
+
+    reps: sensor.types.Rep in time order. Ankle placement: the standing phase of a rep runs from the
+    previous rep's end (or the first sample) to its lift start. Thigh placement: `angle_deg` (n,) at
+    `angle_t_s` is the lift angle.
+    """
+    prev_end_s = float(t_s[0]) if len(t_s) else 0.0
+    for rep in reps:
+        hold = None if rep.hold_start_s is None or rep.hold_end_s is None else (rep.hold_start_s, rep.hold_end_s)
+        if hold is None:
+            est: AnkleEstimate | AnkleRefusal = AnkleRefusal("the rep has no hold")
+        elif placement == "thigh":
+            est = thigh_hip_flexion(angle_t_s, angle_deg, hold, params)
+        else:
+            est = estimate_ankle_motion(t_s, acc_mps2, gyr_radps, None, (prev_end_s, rep.lift_start_s), hold, params)
+        rep.extra.update(est.to_extra() if isinstance(est, AnkleEstimate) else empty_extra(est.reason))
+        ends = [x for x in (rep.lower_end_s, rep.hold_end_s) if x is not None]
+        prev_end_s = ends[0] if ends else prev_end_s
