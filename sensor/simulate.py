@@ -73,7 +73,9 @@ Per rep (`index` counts from 1):
 - `ankle_rise_cm` / `ankle_forward_cm`: displacement of the ankle bone (end of the shank), up (z)
   and forward (x), from its position at lift_start_s, averaged over
   [hold_start_s + 1.0, hold_start_s + 1.5]; `hip_flexion_deg` / `knee_flexion_deg`: mean joint
-  angles over the same window (hip flexion relative to the pelvis, i.e. without body sway).
+  angles over the same window: joint angles (hip flexion relative to the pelvis, i.e. without
+  body sway), not changes from standing; the standing pose has a small hip angle and knee flexion
+  of its own (`subject.stand_hip_deg`, N(0, 1) deg, and `subject.stand_knee_deg`, 0-5 deg).
 - `early_drop`: the hold ended before `min_hold_s` (10 s), whatever the reason (also for balance
   loss). `balance_loss`, `aborted`: the rep was generated as such. `corrections`: number of brief
   balance corrections inside the hold.
