@@ -1,13 +1,14 @@
 """Rep detection and hold metrics against simulator ground truth, over many seeds.
 
-    python benchmarks/groundtruth.py [--seeds N] [--reps R] [--json]
+    python benchmarks/groundtruth.py [--seeds N] [--reps R] [--lost-packet-rate P] [--json]
 
 For every seed, both placements (ankle, thigh), unloaded and loaded, and rates 50/100/200 Hz, a session
 is simulated (with sensor errors and lost packets), analysed by `sensor.pipeline.analyze` and matched
 rep by rep with the truth. Prints a table per configuration group and the totals; with --json the last
 line of stdout is one JSON object with the totals and the groups.
 
-Matching: a detected hold matches the truth hold it overlaps most (one to one). Recall = matched true
+Matching: a detected hold matches the truth hold it overlaps most (one to one), if the overlap covers
+at least half of the longer of the two (so merged or split holds do not count). Recall = matched true
 holds / true holds, precision = matched detected holds / detected holds (aborted reps are scored
 separately: a true aborted rep is found if an `aborted` rep overlaps its lift).
 """
@@ -105,9 +106,10 @@ def score_session(truth_reps: list[dict], reps: list[Rep], label: str = "") -> S
     used: set[int] = set()
     for t in true_holds:
         best, best_ov = None, 0.0
+        true_s = t["hold_end_s"] - t["hold_start_s"]
         for j, r in enumerate(det_holds):
             ov = _overlap(t["hold_start_s"], t["hold_end_s"], r.hold_start_s, r.hold_end_s)
-            if j not in used and ov > best_ov:
+            if j not in used and ov > best_ov and ov >= 0.5 * max(true_s, r.hold_end_s - r.hold_start_s):
                 best, best_ov = j, ov
         if best is None:
             score.misses.append(f"{label} missed rep {t['index']} ({t['kind']}) at {t['hold_start_s']:.2f} s")
@@ -150,9 +152,10 @@ def score_session(truth_reps: list[dict], reps: list[Rep], label: str = "") -> S
 
 
 def run_one(seed: int, placement: str, loaded: bool, rate_hz: float, reps: int,
-            params: AnalysisParams) -> Score:
+            params: AnalysisParams, lost_packet_rate: float = 0.002) -> Score:
     cfg = SimConfig(reps=reps, placement=placement, loaded=loaded, rate_hz=rate_hz, seed=seed,
-                    early_drop_rate=0.15, balance_loss_rate=0.1, aborted_rate=0.1)
+                    early_drop_rate=0.15, balance_loss_rate=0.1, aborted_rate=0.1,
+                    lost_packet_rate=lost_packet_rate)
     sim = simulate_session(cfg)
     result = analyze(SimRecording(f"sim-{seed}", sim.meta, sim.samples), params)
     label = f"seed={seed} {placement} {'loaded' if loaded else 'unloaded'} {rate_hz:g}Hz:"
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="seeds per configuration (default 10)")
     ap.add_argument("--reps", type=int, default=8, help="reps per simulated session (default 8)")
+    ap.add_argument("--lost-packet-rate", type=float, default=0.002,
+                    help="share of BLE packets lost, in runs of 1-3 (simulator default 0.002)")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     ap.add_argument("--verbose", action="store_true", help="list every miss and false flag")
     args = ap.parse_args(argv)
@@ -178,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             for rate_hz in (50.0, 100.0, 200.0):
                 group = Score()
                 for seed in range(args.seeds):
-                    group.add(run_one(seed, placement, loaded, rate_hz, args.reps, params))
+                    group.add(run_one(seed, placement, loaded, rate_hz, args.reps, params,
+                                      args.lost_packet_rate))
                 name = f"{placement}/{'loaded' if loaded else 'unloaded'}/{rate_hz:g}Hz"
                 groups[name] = group.summary()
                 print(_row(name, groups[name]))
@@ -191,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print("\n".join(total.misses))
     if args.json:
-        print(json.dumps({"seeds": args.seeds, "reps_per_session": args.reps, "total": summary,
+        print(json.dumps({"seeds": args.seeds, "reps_per_session": args.reps,
+                          "lost_packet_rate": args.lost_packet_rate, "total": summary,
                           "groups": groups}))
     return 0
 

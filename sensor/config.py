@@ -1,7 +1,7 @@
 """Analysis parameters: one frozen dataclass, units in every name.
 
 `placement` is normally taken from the recording's metadata; set it here (CLI `--placement`) to
-override. Every threshold below is applied to smoothed signals (see `motion_lowpass_hz`).
+override. Every threshold below is applied to smoothed signals (see `motion_gyro_lowpass_hz`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ STANDARD_GRAVITY_MPS2 = 9.80665
 class AnalysisParams:
     """Parameters of the replay/live analysis pipeline.
 
-    Motion score: `|gyro_lp| + motion_acc_weight_dps_per_mps2 * |linear_acc_lp|`, both low-passed at
-    `motion_lowpass_hz`, in deg/s. A sample is moving above `moving_threshold_dps` and still again below
+    Motion score: `|gyro_lp| + motion_acc_weight_dps_per_mps2 * |linear_acc_lp|` in deg/s, the gyro
+    low-passed at `motion_gyro_lowpass_hz` (sharp edges), the linear acceleration at
+    `motion_acc_lowpass_hz` (below the 4-12 Hz tremor, which shakes an ankle sensor hard). A sample is moving above `moving_threshold_dps` and still again below
     `still_threshold_dps` (hysteresis). A still run of `still_min_s` ends a motion episode.
     """
 
@@ -37,12 +38,13 @@ class AnalysisParams:
     gap_fill_max_samples: int = 3
     orientation_bridge_max_s: float = 0.5
     # motion detection
-    motion_lowpass_hz: float = 4.0
+    motion_gyro_lowpass_hz: float = 4.0
+    motion_acc_lowpass_hz: float = 2.0
     motion_acc_weight_dps_per_mps2: float = 30.0
     moving_threshold_dps: float = 20.0
     still_threshold_dps: float = 10.0
     still_min_s: float = 0.3
-    edge_threshold_dps: float = 8.0
+    edge_threshold_dps: float = 5.0
     # lift / lowering classification
     integration_pad_s: float = 0.2
     lift_rise_min_cm: float = 8.0
@@ -73,7 +75,8 @@ class AnalysisParams:
     def __post_init__(self) -> None:
         if self.placement not in (None, "ankle", "thigh"):
             raise ConfigError(f"placement must be 'ankle' or 'thigh', got {self.placement!r}")
-        for name in ("target_hold_s", "goal_hold_s", "reference_still_s", "motion_lowpass_hz",
+        for name in ("target_hold_s", "goal_hold_s", "reference_still_s", "motion_gyro_lowpass_hz",
+                     "motion_acc_lowpass_hz",
                      "still_min_s", "correction_max_s", "welch_segment_s", "live_trace_rate_hz"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -179,12 +179,23 @@ def _bridged(samples: Samples, rate_hz: float, params: AnalysisParams) -> tuple[
     return bridged, keep
 
 
+def _motion_filters(params: AnalysisParams, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Low-pass SOS for the gyro and for the linear acceleration of the motion score."""
+    return (lowpass_sos(params.motion_gyro_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER),
+            lowpass_sos(params.motion_acc_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER))
+
+
+def _gyro_speed_dps(lowpassed: np.ndarray, gyr_bias_dps: np.ndarray) -> np.ndarray:
+    """|low-passed gyro - bias| (n,) deg/s."""
+    gyr = lowpassed[:, :3] - gyr_bias_dps
+    return np.sqrt(np.einsum("ij,ij->i", gyr, gyr))
+
+
 def _motion_dps(lowpassed: np.ndarray, gyr_bias_dps: np.ndarray, params: AnalysisParams) -> np.ndarray:
     """Motion score (n,): |low-passed gyro - bias| + weight * |low-passed linear acceleration|."""
-    gyr = lowpassed[:, :3] - gyr_bias_dps
-    speed = np.sqrt(np.einsum("ij,ij->i", gyr, gyr))
     lin = lowpassed[:, 3:]
-    return speed + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin))
+    return (_gyro_speed_dps(lowpassed, gyr_bias_dps)
+            + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin)))
 
 
 def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
@@ -252,12 +263,15 @@ def _make_reference(raw: _Raw, span: tuple[int, int], params: AnalysisParams) ->
 
 
 def _features(raw: _Raw, ref: _Reference, params: AnalysisParams) -> Features:
+    speed_dps = _gyro_speed_dps(raw.lowpassed, ref.gyr_bias_dps)
+    lin = raw.lowpassed[:, 3:]
     return Features(
         t_s=raw.t_s,
-        motion_dps=_motion_dps(raw.lowpassed, ref.gyr_bias_dps, params),
+        motion_dps=speed_dps + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin)),
         acc_up_mps2=raw.acc_up_mps2 - ref.acc_up_offset_mps2,
         angle_deg=inclination_deg(raw.up, ref.up),
         gyr_dps=raw.gyr_dps - ref.gyr_bias_dps,
+        edge_dps=speed_dps,
     )
 
 
@@ -295,8 +309,8 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
     quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
     up, lin, gyr_dps = _earth_signals(quat, bridged)
     del quat
-    sos = lowpass_sos(params.motion_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER)
-    lowpassed = filtfilt(sos, np.hstack([gyr_dps, lin]))
+    gyr_sos, acc_sos = _motion_filters(params, rate_hz)
+    lowpassed = np.hstack([filtfilt(gyr_sos, gyr_dps), filtfilt(acc_sos, lin)])
     raw = _Raw(bridged.t_s, up, lin[:, 2], lowpassed, gyr_dps)
     if not keep.all():
         raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
@@ -306,7 +320,7 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
     if params.angle_lowpass_hz:
         angle_sos = lowpass_sos(params.angle_lowpass_hz, rate_hz)
         features = Features(features.t_s, features.motion_dps, features.acc_up_mps2,
-                            filtfilt(angle_sos, features.angle_deg), features.gyr_dps)
+                            filtfilt(angle_sos, features.angle_deg), features.gyr_dps, features.edge_dps)
     placement = _placement(meta, params)
     tracker = PhaseTracker(params, placement, rate_hz)
     tracker.feed(features)
@@ -363,10 +377,13 @@ class LivePipeline:
         self.params = params
         self.rate_hz = float(rate_hz)
         self.placement = _placement(meta, params)
-        sos = lowpass_sos(params.motion_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER)
+        gyr_sos, acc_sos = _motion_filters(params, rate_hz)
         self._orientation = StreamingOrientation(rate_hz)
-        self._lowpass = StreamingSOS(sos, 6)
-        self._tracker = PhaseTracker(params, self.placement, rate_hz, index_delay=_group_delay_samples(sos))
+        self._gyr_lowpass = StreamingSOS(gyr_sos, 3)
+        self._acc_lowpass = StreamingSOS(acc_sos, 3)
+        # motion boundaries are placed on the low-passed gyro: move them back by its delay
+        self._tracker = PhaseTracker(params, self.placement, rate_hz,
+                                     index_delay=_group_delay_samples(gyr_sos))
         self._pending: list[_Raw] = []
         self._reference: _Reference | None = None
         self._last: Samples | None = None
@@ -390,7 +407,7 @@ class LivePipeline:
         events, filled, keep = self._fill_gaps(samples)
         quat = self._orientation.update(filled.gyr_radps, filled.acc_mps2)
         up, lin, gyr_dps = _earth_signals(quat, filled)
-        lowpassed = self._lowpass.process(np.hstack([gyr_dps, lin]))
+        lowpassed = np.hstack([self._gyr_lowpass.process(gyr_dps), self._acc_lowpass.process(lin)])
         raw = _Raw(filled.t_s, up, lin[:, 2], lowpassed, gyr_dps)
         if not keep.all():
             raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))

@@ -56,9 +56,10 @@ class Event:
 class Features:
     """Per-sample inputs of the phase tracker (all arrays share n).
 
-    t_s: (n,) s. motion_dps: (n,) smoothed motion score. acc_up_mps2: (n,) earth-frame vertical
-    linear acceleration (gravity removed). angle_deg: (n,) lift angle. gyr_dps: (n, 3) angular velocity
-    with the gyro bias removed.
+    t_s: (n,) s. motion_dps: (n,) smoothed motion score (decides moving/still). acc_up_mps2: (n,)
+    earth-frame vertical linear acceleration (gravity removed). angle_deg: (n,) lift angle.
+    gyr_dps: (n, 3) angular velocity with the gyro bias removed. edge_dps: (n,) a sharper motion
+    signal used to place the start and end of each motion (None: motion_dps).
     """
 
     t_s: np.ndarray
@@ -66,18 +67,26 @@ class Features:
     acc_up_mps2: np.ndarray
     angle_deg: np.ndarray
     gyr_dps: np.ndarray
+    edge_dps: np.ndarray | None = None
+
+    _FIELDS = ("t_s", "motion_dps", "acc_up_mps2", "angle_deg", "gyr_dps")
 
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
 
+    @property
+    def edges(self) -> np.ndarray:
+        return self.motion_dps if self.edge_dps is None else self.edge_dps
+
     def slice(self, start: int, stop: int) -> "Features":
-        return Features(self.t_s[start:stop], self.motion_dps[start:stop], self.acc_up_mps2[start:stop],
-                        self.angle_deg[start:stop], self.gyr_dps[start:stop])
+        return Features(*(getattr(self, name)[start:stop] for name in self._FIELDS),
+                        None if self.edge_dps is None else self.edge_dps[start:stop])
 
     @staticmethod
     def concat(blocks: list["Features"]) -> "Features":
-        return Features(*(np.concatenate([getattr(b, name) for b in blocks])
-                          for name in ("t_s", "motion_dps", "acc_up_mps2", "angle_deg", "gyr_dps")))
+        arrays = [np.concatenate([getattr(b, name) for b in blocks]) for name in Features._FIELDS]
+        with_edges = all(b.edge_dps is not None for b in blocks)
+        return Features(*arrays, np.concatenate([b.edge_dps for b in blocks]) if with_edges else None)
 
 
 def hysteresis(x: np.ndarray, high: float, low: float, initial: bool) -> np.ndarray:
@@ -320,6 +329,8 @@ class PhaseTracker:
             "angle_max": float(episode.angle_deg.max()),
             "peak_motion_dps": float(episode.motion_dps.max()),
             "duration_s": self._t(end) - self._t(start),
+            "gap": bool(len(span) > 1 and np.diff(span.t_s).max() * self.rate_hz
+                        > self.params.gap_fill_max_samples + 1.5),
         }
         if self._rep is None:
             self._classify_at_rest(start, end, settled, info)
@@ -329,8 +340,8 @@ class PhaseTracker:
     def _classify_at_rest(self, start: int, end: int, settled: bool, info: dict) -> None:
         p = self.params
         if settled and self._is_lift(info):
-            lift_start = self._refine_start(start)
-            hold_start = self._refine_end(end)
+            lift_start = self._refine_start(start, end)
+            hold_start = self._refine_end(start, end)
             self._rep = _RepState(
                 index=len(self.reps) + 1, lift_start_i=lift_start, hold_start_i=hold_start,
                 lift_start_s=self._t(lift_start), hold_start_s=self._t(hold_start),
@@ -344,7 +355,7 @@ class PhaseTracker:
             self._emit("hold_start", hold_start)
             return
         if self._went_up_and_back(info, settled) and info["duration_s"] >= p.aborted_min_s:
-            self._aborted_rep(self._refine_start(start), self._refine_end(end) if settled else end - 1)
+            self._aborted_rep(self._refine_start(start, end), self._refine_end(start, end) if settled else end - 1)
 
     def _went_up_and_back(self, info: dict, settled: bool) -> bool:
         """The episode rose like a lift (height; for the thigh also the angle) and ended at most
@@ -357,6 +368,7 @@ class PhaseTracker:
         return by_angle or by_height
 
     def _is_lift(self, info: dict) -> bool:
+        """Settled higher (thigh: at a lift angle, and higher)."""
         p = self.params
         if self.placement == "thigh":
             return (info["angle_after"] >= p.lift_angle_min_deg
@@ -367,14 +379,14 @@ class PhaseTracker:
         p = self.params
         rep = self._rep
         if not settled:
-            self._end_hold(self._refine_start(start), None, balance_loss=False, reason="recording_end")
+            self._end_hold(self._refine_start(start, end), None, balance_loss=False, reason="recording_end")
             return
         off_plane_deg = _off_plane_excursion_deg(self._buf.view(start, end), rep.hinge_axis)
         big_excursion = off_plane_deg >= p.balance_loss_off_plane_deg
         if self._is_lowering(info):
             rep.extra["lowering_drop_cm"] = round(-info["net_cm"], 2)
             rep.extra["lowering_off_plane_deg"] = round(off_plane_deg, 2)
-            self._end_hold(self._refine_start(start), self._refine_end(end), big_excursion, "lowered")
+            self._end_hold(self._refine_start(start, end), self._refine_end(start, end), big_excursion, "lowered")
             return
         rep.corrections += 1
         if info["duration_s"] > p.correction_max_s:
@@ -384,32 +396,50 @@ class PhaseTracker:
     def _is_lowering(self, info: dict) -> bool:
         p = self.params
         rep = self._rep
-        dropped_cm = -info["net_cm"] >= p.lower_fraction * max(rep.rise_cm, p.lift_rise_min_cm)
+        # across a data gap the end displacement is unreliable: the lowest point counts as well
+        drop_cm = -min(info["net_cm"], info["min_cm"]) if info["gap"] else -info["net_cm"]
+        dropped_cm = drop_cm >= p.lower_fraction * max(rep.rise_cm, p.lift_rise_min_cm)
         if self.placement == "thigh":
             fell_deg = rep.hold_angle_deg - info["angle_after"]
             return fell_deg >= p.lower_fraction * max(rep.hold_angle_deg, p.lift_angle_min_deg)
         return dropped_cm
 
     # ----- boundary refinement ------------------------------------------------------------
-    def _refine_start(self, start: int) -> int:
-        """Move an episode start back to where the motion score last was below edge_threshold_dps."""
+    def _refine_start(self, start: int, end: int) -> int:
+        """Where the motion of episode [start, end) began: the first sample whose edge signal exceeds
+        edge_threshold_dps, searched forward within the episode or, if it already does at `start`,
+        backward up to a second."""
+        thr = self.params.edge_threshold_dps
+        above = np.flatnonzero(self._buf.view(start, end).edges > thr)
+        if above.size and above[0] > 0:
+            return max(start + int(above[0]) - self.index_delay, self._buf.base)
         lo = max(start - self._lookback_n, self._buf.base)
-        motion = self._buf.view(lo, start).motion_dps
-        quiet = np.flatnonzero(motion <= self.params.edge_threshold_dps)
+        quiet = np.flatnonzero(self._buf.view(lo, start).edges <= thr)
         first_moving = lo + int(quiet[-1]) + 1 if quiet.size else lo
         return max(first_moving - self.index_delay, self._buf.base)
 
-    def _refine_end(self, end: int) -> int:
-        """Move an episode end forward to where the motion score falls below edge_threshold_dps."""
-        motion = self._buf.view(end, end + self._still_min_n).motion_dps
-        quiet = np.flatnonzero(motion <= self.params.edge_threshold_dps)
-        settled = end + int(quiet[0]) if quiet.size else end
+    def _refine_end(self, start: int, end: int) -> int:
+        """Where the motion of episode [start, end) ended: after the last sample whose edge signal
+        exceeds edge_threshold_dps, or, if it still does at `end`, the first quiet sample after it."""
+        thr = self.params.edge_threshold_dps
+        above = np.flatnonzero(self._buf.view(start, end).edges > thr)
+        if above.size and start + int(above[-1]) + 1 < end:
+            settled = start + int(above[-1]) + 1
+        else:
+            quiet = np.flatnonzero(self._buf.view(end, end + self._still_min_n).edges <= thr)
+            settled = end + int(quiet[0]) if quiet.size else end
         return max(settled - self.index_delay, self._buf.base)
 
     # ----- reps ---------------------------------------------------------------------------
     def _hold_ticks(self, until: int) -> None:
-        """Timed hold events (target, goal, sagging) whose time is covered by samples < until."""
+        """Timed hold events (target, goal, sagging) whose time is covered by samples < until.
+
+        While a motion episode is open (a correction or the lowering, not yet told apart) only time
+        up to its start counts, so a hold that is ending gets no cues.
+        """
         rep = self._rep
+        if self._episode_start is not None:
+            until = min(until, self._episode_start + 1)
         if rep is None or until <= rep.hold_start_i or self._buf.data is None:
             return
         p = self.params
