@@ -185,6 +185,7 @@ class EmulatorProcess:
         self.proc = proc
         self.adapter = adapter
         self.name = name
+        self.address = ADAPTER_ADDRESSES[ADAPTERS.index(adapter)]
         self.report: dict | None = None
         self.ready_line = ""
 
@@ -239,11 +240,12 @@ class Emulators:
 
     def start(self, adapter: str, source: str | os.PathLike | None, *, profile: str = "holdmon",
               rate_hz: float | None = None, loop: bool = False, name: str | None = None,
-              start_s: float = 0.0, seed: int = 0, cli: bool = False) -> EmulatorProcess:
+              start_s: float = 0.0, seed: int = 0, cli: bool = False, **options) -> EmulatorProcess:
         """Start an emulator and wait until it advertises.
 
         cli=True runs the `holdmon emulate` command (which has no start_s); otherwise
-        `sensor.emulate.run_emulator` is called directly.
+        `sensor.emulate.run_emulator` is called directly, with any further `options` (JSON-ready
+        keyword arguments, e.g. emit_log, glitches).
         """
         name = name or f"{'holdmon' if profile == 'holdmon' else 'WT'}-emu-{adapter}"
         if cli:
@@ -257,7 +259,7 @@ class Emulators:
         else:
             kwargs = {"source": None if source is None else os.fspath(source), "profile": profile,
                       "adapter": adapter, "rate_hz": rate_hz, "loop": loop, "name": name,
-                      "start_s": start_s, "seed": seed}
+                      "start_s": start_s, "seed": seed, **options}
             argv = [sys.executable, "-c", EMULATOR_SCRIPT, json.dumps(kwargs)]
         proc = subprocess.Popen(argv, env=self.stack.env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

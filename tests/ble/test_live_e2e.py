@@ -38,8 +38,8 @@ def holdmon(stack, *args: str, timeout_s: float = LIVE_TIMEOUT_S) -> subprocess.
     return proc
 
 
-def live_args(name: str, record, rate_hz: float, duration_s: float, *extra: str) -> list[str]:
-    return ["live", "--device", name, "--adapter", "hci0", "--record", str(record),
+def live_args(device: str, record, rate_hz: float, duration_s: float, *extra: str) -> list[str]:
+    return ["live", "--device", device, "--adapter", "hci0", "--record", str(record),
             "--rate-hz", f"{rate_hz:g}", "--duration-s", f"{duration_s:g}", "--no-ui", *extra]
 
 
@@ -55,7 +55,7 @@ def test_live_records_every_emitted_sample(ble_stack, emulators, make_source, tm
     n = len(source.samples)
     emulator = emulators.start("hci1", source.path, profile=profile, rate_hz=rate_hz)
     out = tmp_path / "live.csv"
-    holdmon(ble_stack, *live_args(emulator.name, out, rate_hz, 5.0, "--profile", profile))
+    holdmon(ble_stack, *live_args(emulator.address, out, rate_hz, 3.5, "--profile", profile))
     report = emulator.stop()
 
     recording = read_recording(out)
@@ -130,16 +130,15 @@ def test_peripheral_killed_mid_hold_reconnects_and_marks_the_gap(ble_stack, emul
     first = emulators.start("hci1", source.path, profile="holdmon")
     out = tmp_path / "live.csv"
     env = {**ble_stack.env, "PYTHONUNBUFFERED": "1"}
-    live = subprocess.Popen([*HOLDMON_CLI, *live_args(first.name, out, 100.0, 14.0)], env=env, cwd=REPO_ROOT,
+    live = subprocess.Popen([*HOLDMON_CLI, *live_args(first.address, out, 100.0, 10.0)], env=env, cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = wait_for_event(live, "streaming", timeout_s=30.0)
         streaming_at = time.monotonic()
         lines += wait_for_event(live, "hold_start", timeout_s=15.0)
-        time.sleep(1.5)
+        time.sleep(1.0)
         first.kill()
-        down_s = 1.5
-        time.sleep(down_s)
+        time.sleep(1.2)
         # The sensor comes back where its session would be by now; its counter continues.
         resume_s = time.monotonic() - streaming_at
         second = emulators.start("hci1", source.path, profile="holdmon", name=first.name, start_s=resume_s)
