@@ -360,7 +360,8 @@ def _draw_session(cfg: SimConfig, rng: np.random.Generator) -> dict:
         "tremor_rms_dps": (1.2 if load else 0.35) * rng.uniform(0.7, 1.3),
         "tremor_hz": rng.uniform(4.5, 6.5) if load else rng.uniform(8.5, 11.5),
         "sway_scale": (1.7 if load else 1.0) * rng.uniform(0.8, 1.25),
-        "corrections_per_s": cfg.corrections_per_s if cfg.corrections_per_s is not None else (0.10 if load else 0.06),
+        "corrections_per_s": (cfg.corrections_per_s if cfg.corrections_per_s is not None
+                              else (0.10 if load else 0.06)),
     }
 
 

@@ -309,7 +309,8 @@ def test_duration_mode_fills_the_time():
 @pytest.mark.parametrize(
     "change",
     [dict(placement="wrist"), dict(side="up"), dict(rate_hz=10.0), dict(reps=0), dict(lost_packet_rate=0.7),
-     dict(early_drop_reps=(9,)), dict(early_drop_reps=(1,), aborted_reps=(1,)), dict(aborted_rate=0.9, early_drop_rate=0.5),
+     dict(early_drop_reps=(9,)), dict(early_drop_reps=(1,), aborted_reps=(1,)),
+     dict(aborted_rate=0.9, early_drop_rate=0.5),
      dict(strap_quat_wxyz=(0.0, 0.0, 0.0, 0.0))],
 )
 def test_bad_config_raises(change):
