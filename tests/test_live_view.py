@@ -122,3 +122,25 @@ def test_a_failed_recording_is_shown():
     s = sensor(recording_path="out.csv", rows_written=440, recording_error="out.csv: File too large")
     out = text_of(render_live(LiveView((s,))))
     assert "recording FAILED after 440 rows: out.csv: File too large" in out
+
+
+def test_cue_tones_are_valid_wav():
+    import io
+    import wave
+
+    from sensor.cli.live_cmds import TONES_HZ_S, tone_wav
+
+    for parts in TONES_HZ_S.values():
+        with wave.open(io.BytesIO(tone_wav(parts, rate_hz=8000))) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+            assert w.getnframes() == sum(int(d * 8000) for _, d in parts)
+
+
+def test_event_lines_for_scripts():
+    from sensor.live import format_event
+    from sensor.pipeline import Event
+
+    assert format_event(Event("hold_start", 6.5), "left") == "    6.50 s  left  hold_start"
+    line = format_event(Event("rep_done", 19.94, rep=rep(index=1, flags=["sagging"])))
+    assert line == "   19.94 s  rep_done  #1  hold 12.5 s  angle 45.0°  sway SD 1.30°  flags: sagging"
+    assert format_event(Event("stalled", 3.0, message="no data for 1.0 s")).endswith("stalled  no data for 1.0 s")

@@ -265,6 +265,8 @@ class LiveRun:
                 await consumer
             except HoldmonError as exc:
                 consumer_error = exc
+            finished = [s.finish() for s in self.sessions]
+            self._close_writers()
             if live is not None:
                 from sensor.cli.live_view import render_live
 
@@ -273,12 +275,8 @@ class LiveRun:
                 self.ui_console.line()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        finished = [s.finish() for s in self.sessions]
-        self._close_writers()
         for result in results:
-            if isinstance(result, HoldmonError):
-                raise result
-            if isinstance(result, BaseException):
+            if isinstance(result, BaseException):  # e.g. DeviceError: the first connection failed
                 raise result
         if consumer_error is not None:
             raise consumer_error
@@ -468,6 +466,10 @@ def register(app: typer.Typer) -> None:
         loop: Annotated[bool, typer.Option("--loop", help="Start over at the end of the source.")] = False,
         name: Annotated[Optional[str], typer.Option(help="Advertised name.")] = None,
         seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+        emit_log: Annotated[Optional[Path], typer.Option(
+            hidden=True, help="Append one line per notification sent to this file (fault tests).")] = None,
+        glitch: Annotated[Optional[list[str]], typer.Option(
+            hidden=True, help="Fault SIGUSR1 injects: garbage, duplicate or reorder (repeatable).")] = None,
     ) -> None:
         """A virtual sensor on the BlueZ D-Bus API: streams a recording or a simulated session."""
         from sensor.emulate import run_emulator
@@ -478,4 +480,5 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--rate-hz must be > 0, got {rate_hz}")
         source = None if from_file is None else str(from_file)
         asyncio.run(run_emulator(source, profile=profile.value, adapter=adapter, rate_hz=rate_hz,
-                                 loop=loop, name=name, seed=seed))
+                                 loop=loop, name=name, seed=seed, emit_log=emit_log,
+                                 glitches=tuple(glitch or ())))
