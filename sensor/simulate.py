@@ -102,8 +102,8 @@ ANKLE_WINDOW_S = (1.0, 1.5)
 class SimConfig:
     """Everything that shapes a simulated session. Defaults give a realistic stage 3 session.
 
-    Rep selection (`early_drop_reps`, `balance_loss_reps`, `aborted_reps`): 1-based rep indices.
-    When all three are None each rep's kind is drawn at random with the `*_rate`s; when any is
+    Rep selection (`early_drop_reps`, `balance_loss_reps`, `aborted_reps`, `heavy_sag_reps`): 1-based
+    rep indices. Heavy sag is never drawn at random. When all four are None each rep's kind is drawn at random with the `*_rate`s; when any is
     given, exactly the listed reps are special (None then counts as none).
     Noise figures are per sample at 100 Hz and scale with sqrt(rate_hz / 100).
     """
@@ -120,6 +120,7 @@ class SimConfig:
     early_drop_reps: tuple[int, ...] | None = None
     balance_loss_reps: tuple[int, ...] | None = None
     aborted_reps: tuple[int, ...] | None = None
+    heavy_sag_reps: tuple[int, ...] | None = None  # only when listed: full hold, hip sags 1-2 deg/s
     early_drop_rate: float = 0.10
     balance_loss_rate: float = 0.05
     aborted_rate: float = 0.05
@@ -311,7 +312,7 @@ class _Rep:
     """One rep's plan on the true time axis (seconds); angles in degrees."""
 
     index: int
-    kind: str  # normal | early_drop | balance_loss | aborted_updown | aborted_moving
+    kind: str  # normal | early_drop | balance_loss | heavy_sag | aborted_updown | aborted_moving
     lift_start: float
     hold_start: float | None
     hold_end: float | None
@@ -330,7 +331,7 @@ class _Rep:
 
 
 def _rep_kinds(cfg: SimConfig, n_reps: int, rng: np.random.Generator) -> list[str]:
-    explicit = (cfg.early_drop_reps, cfg.balance_loss_reps, cfg.aborted_reps)
+    explicit = (cfg.early_drop_reps, cfg.balance_loss_reps, cfg.aborted_reps, cfg.heavy_sag_reps)
     u = rng.random(n_reps)
     kinds = []
     for i in range(n_reps):
@@ -342,6 +343,8 @@ def _rep_kinds(cfg: SimConfig, n_reps: int, rng: np.random.Generator) -> list[st
                 k = "balance_loss"
             elif cfg.aborted_reps and i + 1 in cfg.aborted_reps:
                 k = "aborted"
+            elif cfg.heavy_sag_reps and i + 1 in cfg.heavy_sag_reps:
+                k = "heavy_sag"
         else:
             edges = np.cumsum([cfg.early_drop_rate, cfg.balance_loss_rate, cfg.aborted_rate])
             k = ["early_drop", "balance_loss", "aborted", "normal"][int(np.searchsorted(edges, u[i], "right"))]
@@ -407,7 +410,10 @@ def _plan_rep(cfg, hab, rng, index, kind, t0, pose, next_pose) -> _Rep:
     if kind == "aborted":
         kind = "aborted_updown" if rng.random() < 0.5 else "aborted_moving"
         return _plan_aborted(rng, index, kind, t0, pose, next_pose, hip_t, knee_t, t_lift, t_low, sway, tremor)
-    hold = {"normal": (10.5, 15.0), "early_drop": (3.0, 7.0), "balance_loss": (4.0, 8.0)}[kind]
+    if kind == "heavy_sag":
+        sag = rng.uniform(1.0, 2.0)
+    hold = {"normal": (10.5, 15.0), "heavy_sag": (10.5, 15.0), "early_drop": (3.0, 7.0),
+            "balance_loss": (4.0, 8.0)}[kind]
     hold_s = rng.uniform(*hold)
     hs = t0 + t_lift
     he = hs + hold_s
@@ -735,7 +741,7 @@ def _validate(cfg: SimConfig) -> None:
     if min(rates) < 0 or sum(rates) > 1:
         raise ConfigError(f"rep kind rates must be >= 0 and sum to <= 1, got {rates}")
     chosen: list[int] = []
-    for name in ("early_drop_reps", "balance_loss_reps", "aborted_reps"):
+    for name in ("early_drop_reps", "balance_loss_reps", "aborted_reps", "heavy_sag_reps"):
         for i in getattr(cfg, name) or ():
             if cfg.duration_s is None and not 1 <= i <= cfg.reps:
                 raise ConfigError(f"{name} holds rep {i}, outside 1..{cfg.reps}")

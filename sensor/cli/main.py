@@ -326,6 +326,16 @@ def _print_batch(docs: list[dict], errors: list[dict]) -> None:
 # -------------------------------------------------------------------------------------- simulate
 
 
+def _rep_list(text: str | None, option: str) -> tuple[int, ...]:
+    """'2,4' -> (2, 4); None -> (); anything else is a ConfigError naming the option."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} wants rep numbers separated by commas, got {text!r}") from None
+
+
 def truth_path(csv_path: Path) -> Path:
     """OUT.csv -> OUT.truth.json (next to it)."""
     stem = csv_path.name[:-4] if csv_path.name.lower().endswith(".csv") else csv_path.name
@@ -345,13 +355,26 @@ def simulate(
     duration_s: Annotated[Optional[float], typer.Option(
         help="Session length; as many reps as fit (overrides --reps).")] = None,
     lost_packet_rate: Annotated[float, typer.Option(help="Share of BLE packets lost.")] = 0.002,
+    steady: Annotated[bool, typer.Option("--steady", help="No special reps unless listed below.")] = False,
+    early_drop: Annotated[Optional[str], typer.Option(help="Reps (1-based, e.g. 2,4) that drop early.")] = None,
+    balance_loss: Annotated[Optional[str], typer.Option(help="Reps that end in a loss of balance.")] = None,
+    aborted: Annotated[Optional[str], typer.Option(help="Reps that never settle into a hold.")] = None,
+    heavy_sag: Annotated[Optional[str], typer.Option(help="Reps whose hold sags 1-2 deg/s.")] = None,
 ) -> None:
-    """Write a simulated session with a ground-truth JSON sidecar."""
+    """Write a simulated session with a ground-truth JSON sidecar.
+
+    Without --steady or a rep list, each rep may at random drop early, lose balance or abort.
+    """
     from sensor.recording import write_recording
     from sensor.simulate import SimConfig, simulate_session
 
+    listed = {"early_drop_reps": early_drop, "balance_loss_reps": balance_loss, "aborted_reps": aborted,
+              "heavy_sag_reps": heavy_sag}
+    kinds = {k: _rep_list(v, "--" + k[:-5].replace("_", "-")) for k, v in listed.items()
+             if v is not None or steady}
     cfg = SimConfig(reps=reps, placement=placement.value, side=side.value, loaded=loaded, load_kg=load_kg,
-                    rate_hz=rate_hz, seed=seed, duration_s=duration_s, lost_packet_rate=lost_packet_rate)
+                    rate_hz=rate_hz, seed=seed, duration_s=duration_s, lost_packet_rate=lost_packet_rate,
+                    **kinds)
     result = simulate_session(cfg)
     write_recording(out, result.meta, result.samples)
     truth_file = truth_path(out)
