@@ -204,9 +204,9 @@ class SensorLink:
                         device = await self._rescan(stop)
                     reason = await self._connected_session(device, stop)
                     failures = 0 if self.streamed else failures + 1
-                except (BleakError, DeviceError, asyncio.TimeoutError, OSError, EOFError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure of the stack is a failed attempt
                     failures += 1
-                    reason = str(exc) or type(exc).__name__
+                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if stop.is_set():
                     break
                 if not self.streamed and failures >= self.first_attempts:
@@ -232,7 +232,9 @@ class SensorLink:
         lost = asyncio.Event()
         client = BleakClient(device, disconnected_callback=lambda _c: lost.set(),
                              timeout=self.connect_timeout_s, bluez=_bluez(self.adapter))
-        await client.connect()
+        if not await _unless_stopped(client.connect(), stop):
+            await self._close(client, send_stop=False)
+            return ""
         try:
             profile = self.profile
             for uuid in (profile.notify_uuid, *profile.extra_notify_uuids):
@@ -251,16 +253,23 @@ class SensorLink:
             await self._close(client, stop.is_set() and not lost.is_set())
 
     async def _watch(self, stop: asyncio.Event, lost: asyncio.Event) -> str:
-        """'' when stopped; otherwise why the link is considered gone."""
+        """'' when stopped; otherwise why the link is considered gone.
+
+        Silence is judged only on a tick that woke up on time: after the event loop itself was
+        held up (a busy process), notifications waiting in the socket get one tick to be read first.
+        """
+        late_s = 0.0
         while True:
             if stop.is_set():
                 return ""
             if lost.is_set():
                 return "disconnected by the device or the stack"
             silent_s = time.monotonic() - self.last_rx_s
-            if silent_s > self.watchdog_s:
+            if silent_s > self.watchdog_s and late_s < 0.5 * self.watchdog_s:
                 return f"no data for {silent_s:.1f} s"
+            wake_s = time.monotonic() + WATCH_TICK_S
             await _sleep_unless(stop, WATCH_TICK_S)
+            late_s = time.monotonic() - wake_s
 
     async def _close(self, client: BleakClient, send_stop: bool) -> None:
         """Best effort: stop streaming when we end the session, then disconnect."""
@@ -277,6 +286,25 @@ class SensorLink:
             await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT_S)
         except (BleakError, asyncio.TimeoutError, OSError, EOFError):
             pass
+
+
+async def _unless_stopped(coro, stop: asyncio.Event) -> bool:
+    """Run coro unless stop is set first (then cancel it): True if it completed."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - abandoned on purpose
+        pass
+    return False
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
