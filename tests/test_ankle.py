@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sensor.analysis.ankle import (AnkleEstimate, AnkleParams, AnkleRefusal, ankle_displacement_from_angles,
-                                   empty_extra, estimate_ankle_motion, hip_geometry, thigh_hip_flexion)
+                                   empty_extra, estimate_ankle_motion, estimate_ankle_motions, hip_geometry,
+                                   thigh_hip_flexion)
 from sensor.dsp.orientation import offline_orientation
 from sensor.dsp.timebase import fill_short_gaps
 from sensor.errors import ConfigError, DataError
@@ -283,3 +284,25 @@ def test_simulated_session_meets_the_accuracy_targets(seed: int, loaded: bool, r
         hip_err.append(abs(est.hip_flexion_deg - rep["hip_flexion_deg"]))
     assert np.median(rise_err) <= 1.5 and max(rise_err) <= 3.0
     assert np.median(hip_err) <= 4.0 and max(hip_err) <= 8.0
+
+
+def test_many_reps_at_once_give_the_same_answers_as_one_by_one() -> None:
+    cfg = SimConfig(reps=5, seed=21, rate_hz=100.0, aborted_reps=(3,))
+    sim = simulate_session(cfg)
+    samples = fill_short_gaps(sim.samples, 100.0, 30)
+    windows, prev_end = [], 0.0
+    for rep in sim.truth["reps"]:
+        hold = None if rep["hold_start_s"] is None else (rep["hold_start_s"], rep["hold_end_s"])
+        windows.append(((prev_end, rep["lift_start_s"]), hold))
+        prev_end = rep["lower_end_s"]
+    windows.append((None, windows[0][1]))
+    args = (samples.t_s, samples.acc_mps2, samples.gyr_radps, None)
+    together = estimate_ankle_motions(*args, windows)
+    alone = [estimate_ankle_motion(*args, rest, hold) for rest, hold in windows]
+    assert [type(e) for e in together] == [type(e) for e in alone]
+    assert isinstance(together[2], AnkleRefusal) and isinstance(together[-1], AnkleRefusal)
+    for a, b in zip(together, alone):
+        if isinstance(a, AnkleEstimate):
+            assert a.ankle_rise_cm == pytest.approx(b.ankle_rise_cm, abs=1e-6)
+            assert a.hip_flexion_deg == pytest.approx(b.hip_flexion_deg, abs=1e-6)
+            assert a.hip_flexion_uncertainty_deg == pytest.approx(b.hip_flexion_uncertainty_deg, abs=1e-6)

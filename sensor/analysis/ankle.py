@@ -219,8 +219,8 @@ def _quat_mul(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _quat_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices (n, 3, 3) of unit quaternions (n, 4) wxyz."""
-    w, x, y, z = q.T
+    """Rotation matrices (..., 3, 3) of unit quaternions (..., 4) wxyz."""
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return np.stack([
         np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
         np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
@@ -229,36 +229,27 @@ def _quat_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def _prefix_products(dq: np.ndarray) -> np.ndarray:
-    """Running products dq[0] * dq[1] * ... * dq[k] for every k, (n, 4), in log2(n) vectorised passes."""
+    """Running products dq[..., 0, :] * ... * dq[..., k, :] along the sample axis (-2) of wxyz
+    quaternions (..., n, 4), in log2(n) vectorised passes."""
     out = dq.copy()
     shift = 1
-    while shift < out.shape[0]:
-        out[shift:] = _quat_mul(out[:-shift], out[shift:])
+    while shift < out.shape[-2]:
+        out[..., shift:, :] = _quat_mul(out[..., :-shift, :], out[..., shift:, :])
         shift *= 2
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def _align_to_up(f: np.ndarray) -> np.ndarray:
-    """The rotation matrix with the smallest angle that takes direction f (3,) to earth up [0, 0, 1]."""
-    u = f / np.linalg.norm(f)
-    axis = np.cross(u, [0.0, 0.0, 1.0])
-    s = np.linalg.norm(axis)
-    angle = math.atan2(s, u[2])
-    if s < 1e-12:
-        return _EYE3.copy() if u[2] > 0 else np.diag([1.0, -1.0, -1.0])
-    return _rotvec_matrix(axis / s * angle)
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
 
 
 def _cumint(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """Left-rectangle running integral with a leading zero: out[k] = sum_{j<k} x[j] dt[j]; (n+1, ...)."""
-    w = x * dt.reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(w, axis=0)])
+    """Left-rectangle running integrals along axis 1 with a leading zero: x (B, n, ...), dt (B, n)
+    -> (B, n+1, ...), out[:, k] = sum_{j<k} x[:, j] dt[:, j]."""
+    w = x * dt.reshape(dt.shape + (1,) * (x.ndim - 2))
+    return np.concatenate([np.zeros((x.shape[0], 1) + x.shape[2:]), np.cumsum(w, axis=1)], axis=1)
 
 
 def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """Trapezoidal running integral (n, ...) of samples x (n, ...) with steps dt (n-1,)."""
-    inc = 0.5 * (x[1:] + x[:-1]) * dt[:, None]
-    return np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(inc, axis=0)])
+    """Trapezoidal running integrals along axis 1: x (B, n, 3), dt (B, n-1) -> (B, n, 3)."""
+    inc = 0.5 * (x[:, 1:] + x[:, :-1]) * dt[..., None]
+    return np.concatenate([np.zeros((x.shape[0], 1) + x.shape[2:]), np.cumsum(inc, axis=1)], axis=1)
 
 
 # ----- windows ----------------------------------------------------------------------------------
@@ -319,138 +310,185 @@ def _find_window(t_s: np.ndarray, gyr_radps: np.ndarray, rest_window_s, hold_win
     return win
 
 
-# ----- strap-down ---------------------------------------------------------------------------------
+# ----- strap-down (a batch of reps, padded to one length) -----------------------------------------
+@dataclass(frozen=True)
+class _Batch:
+    """B reps' samples on a common padded length N (padding repeats the last sample with dt = 0, so
+    it adds nothing to any integral). Index arrays (B,) are relative to each rep's first sample."""
+
+    t: np.ndarray            # (B, N)
+    acc: np.ndarray          # (B, N, 3)
+    gyr: np.ndarray          # (B, N, 3)
+    n: np.ndarray            # valid samples
+    rest1: np.ndarray        # standing phase is [0, rest1)
+    zupt0: np.ndarray        # the hold's zero-velocity updates start here
+    avg0: np.ndarray         # averaging window [avg0, avg1)
+    avg1: np.ndarray
+    step: int                # samples between filter boundaries
+
+
+def _decimated(x: np.ndarray, factor: int) -> np.ndarray:
+    n = (len(x) // factor) * factor
+    return x[:n].reshape((n // factor, factor) + x.shape[1:]).mean(axis=1)
+
+
+def _make_batch(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, wins: list[_Window], p: AnkleParams) -> _Batch:
+    """Cut, block-average (down to `imu_rate_max_hz`) and pad the reps' windows."""
+    rates = [(w.end - w.rest0 - 1) / (t[w.end - 1] - t[w.rest0]) for w in wins]
+    factor = max(1, int(float(np.median(rates)) / p.imu_rate_max_hz + 0.5))
+    pieces, marks = [], []
+    for w in wins:
+        sl = slice(w.rest0, w.end)
+        loc = np.array([w.rest1, w.zupt0, w.avg0, w.avg1]) - w.rest0
+        if factor > 1:
+            pieces.append((_decimated(t[sl], factor), _decimated(acc[sl], factor), _decimated(gyr[sl], factor)))
+            loc = np.rint(loc / factor).astype(int)
+        else:
+            pieces.append((t[sl], acc[sl], gyr[sl]))
+        n = len(pieces[-1][0])
+        loc = np.minimum(loc, n)
+        loc[2] = min(loc[2], n - 1)
+        loc[3] = max(loc[3], loc[2] + 1)
+        marks.append((n, *loc))
+    # filter boundaries every `step` samples; pad so that the last one is the last sample, which makes
+    # each rep's boundaries the same whatever the other reps in the batch
+    step = max(1, int(round(float(np.median(rates)) / factor / p.kf_rate_hz)))
+    size = -(-(max(m[0] for m in marks) - 1) // step) * step + 1
+    pad = lambda x: np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
+    cols = np.array(marks).T
+    return _Batch(np.stack([pad(a) for a, _, _ in pieces]), np.stack([pad(b) for _, b, _ in pieces]),
+                  np.stack([pad(c) for _, _, c in pieces]), *cols, step=step)
+
+
 @dataclass(frozen=True)
 class _Nominal:
-    """Strap-down trajectory over the window (n samples): rotation sensor->earth, earth-frame specific
-    force, velocity and position; plus what it was started with."""
+    """Strap-down trajectories (B reps, N samples): rotation sensor->earth, earth-frame specific force,
+    acceleration (gravity removed), velocity, position, gyro minus the bias estimate."""
 
-    t_s: np.ndarray
-    dt_s: np.ndarray
-    rot: np.ndarray          # (n, 3, 3)
-    force_e: np.ndarray      # (n, 3) specific force in the earth frame
-    acc_e: np.ndarray        # (n, 3) force_e - gravity
-    vel: np.ndarray          # (n, 3)
-    pos: np.ndarray          # (n, 3)
-    gyr_corr: np.ndarray     # (n, 3) gyro minus the bias estimate
-    up_sensor: np.ndarray    # (3,) earth up in the sensor frame when standing
+    dt: np.ndarray           # (B, N-1)
+    rot: np.ndarray          # (B, N, 3, 3)
+    force_e: np.ndarray      # (B, N, 3)
+    acc_e: np.ndarray        # (B, N, 3)
+    vel: np.ndarray          # (B, N, 3)
+    pos: np.ndarray          # (B, N, 3)
+    gyr_corr: np.ndarray     # (B, N, 3)
 
 
-def _strapdown(t_s: np.ndarray, acc: np.ndarray, gyr: np.ndarray, rest: slice,
-               gyr_bias: np.ndarray, acc_bias: np.ndarray, rot0: np.ndarray | None) -> _Nominal:
-    """Integrate from the first sample; initial tilt from the mean standing acceleration."""
-    dt = np.diff(t_s)
-    acc_c = acc - acc_bias
-    gyr_c = gyr - gyr_bias
-    f_rest = acc_c[rest].mean(axis=0)
-    gravity = float(np.linalg.norm(f_rest))
-    r0 = _align_to_up(f_rest) if rot0 is None else rot0
-    half = 0.25 * (gyr_c[1:] + gyr_c[:-1]) * dt[:, None]
-    ang = np.linalg.norm(half, axis=1, keepdims=True)
-    dq = np.hstack([np.cos(ang), np.sinc(ang / np.pi) * half])
-    q = np.vstack([[1.0, 0.0, 0.0, 0.0], _prefix_products(dq)])
-    rot = r0 @ _quat_matrix(q)
-    force_e = np.einsum("nij,nj->ni", rot, acc_c)
-    acc_e = force_e - [0.0, 0.0, gravity]
+def _align_to_up(f: np.ndarray) -> np.ndarray:
+    """Rotations (B, 3, 3) with the smallest angle that take directions f (B, 3) to earth up."""
+    u = f / np.linalg.norm(f, axis=-1, keepdims=True)
+    axis = np.cross(u, [0.0, 0.0, 1.0])
+    s = np.linalg.norm(axis, axis=-1, keepdims=True)
+    angle = np.arctan2(s, u[:, 2:3])
+    rv = np.where(s > 1e-12, axis / np.maximum(s, 1e-300) * angle, np.where(u[:, 2:3] > 0, 0.0, [[math.pi, 0, 0]]))
+    return _rotvec_matrix(rv)
+
+
+def _strapdown(b: _Batch) -> _Nominal:
+    """Integrate each rep from its first sample; gyro bias and initial tilt from its standing phase."""
+    dt = np.diff(b.t, axis=1)
+    rest = (np.arange(b.t.shape[1]) < b.rest1[:, None])[..., None]
+    count = b.rest1[:, None].astype(float)
+    gyr_c = b.gyr - ((b.gyr * rest).sum(axis=1) / count)[:, None]
+    f_rest = (b.acc * rest).sum(axis=1) / count
+    gravity = np.linalg.norm(f_rest, axis=1)
+    half = 0.25 * (gyr_c[:, 1:] + gyr_c[:, :-1]) * dt[..., None]
+    ang = np.linalg.norm(half, axis=-1, keepdims=True)
+    dq = np.concatenate([np.cos(ang), np.sinc(ang / np.pi) * half], axis=-1)
+    q = np.concatenate([np.tile([1.0, 0.0, 0.0, 0.0], (len(dt), 1, 1)), _prefix_products(dq)], axis=1)
+    rot = _align_to_up(f_rest)[:, None] @ _quat_matrix(q)
+    force_e = np.einsum("bnij,bnj->bni", rot, b.acc)
+    acc_e = force_e.copy()
+    acc_e[..., 2] -= gravity[:, None]
     vel = _cumtrapz(acc_e, dt)
-    pos = _cumtrapz(vel, dt)
-    up_sensor = r0.T @ [0.0, 0.0, 1.0]
-    return _Nominal(t_s, dt, rot, force_e, acc_e, vel, pos, gyr_c, up_sensor)
+    return _Nominal(dt, rot, force_e, acc_e, vel, _cumtrapz(vel, dt), gyr_c)
 
 
 # ----- error-state filter and smoother ------------------------------------------------------------
-def _transitions(nom: _Nominal, bounds: np.ndarray, p: AnkleParams) -> tuple[np.ndarray, np.ndarray]:
-    """Error-state transition F (m-1, 15, 15) and process noise Q (m-1, 15, 15) between boundaries.
+def _transitions(nom: _Nominal, t: np.ndarray, bounds: np.ndarray, p: AnkleParams) -> tuple[np.ndarray, np.ndarray]:
+    """Error-state transition F and process noise Q (B, M-1, 15, 15) between the M boundaries.
 
     Error model (true minus nominal): d(phi)/dt = -R dbg, d(dv)/dt = -[f_e]x phi - R dba, d(dp)/dt = dv,
     biases constant; integrated over each block with running sums of the full-rate signals.
     """
-    dt = nom.dt_s
-    rot = nom.rot[:-1]
-    f = nom.force_e[:-1]
+    dt = nom.dt
+    rot = nom.rot[:, :-1]
     c_r = _cumint(rot, dt)                                   # int R
-    c_f = _cumint(f, dt)                                     # int f (vector; [.]x is linear)
-    c_fr = _cumint(_skew(f) @ c_r[:-1], dt)                   # int [f]x (int R)
-    cc_r = _cumint(c_r[:-1], dt)
-    cc_f = _cumint(c_f[:-1], dt)
-    cc_fr = _cumint(c_fr[:-1], dt)
+    c_f = _cumint(nom.force_e[:, :-1], dt)                   # int f (a vector; [.]x is linear)
+    c_fr = _cumint(_skew(nom.force_e[:, :-1]) @ c_r[:, :-1], dt)  # int [f]x (int R)
+    cc_r = _cumint(c_r[:, :-1], dt)
+    cc_f = _cumint(c_f[:, :-1], dt)
+    cc_fr = _cumint(c_fr[:, :-1], dt)
     i, j = bounds[:-1], bounds[1:]
-    span = (nom.t_s[j] - nom.t_s[i])[:, None, None]
-    d_r = c_r[j] - c_r[i]
-    d_f = _skew(c_f[j] - c_f[i])
-    d_fr = (c_fr[j] - c_fr[i]) - d_f @ c_r[i]
-    dd_r = (cc_r[j] - cc_r[i]) - span * c_r[i]
-    dd_f = _skew((cc_f[j] - cc_f[i]) - span[:, :, 0] * c_f[i])
-    dd_fr = (cc_fr[j] - cc_fr[i]) - span * c_fr[i] - dd_f @ c_r[i]
-    m = len(i)
-    big_f = np.tile(np.eye(_N_STATES), (m, 1, 1))
-    big_f[:, _P, _V] = span * _EYE3
-    big_f[:, _P, _A] = -dd_f
-    big_f[:, _P, _BG] = dd_fr
-    big_f[:, _P, _BA] = -dd_r
-    big_f[:, _V, _A] = -d_f
-    big_f[:, _V, _BG] = d_fr
-    big_f[:, _V, _BA] = -d_r
-    big_f[:, _A, _BG] = -d_r
+    span = t[:, j] - t[:, i]                                 # (B, M-1)
+    s3 = span[..., None, None]
+    d_r = c_r[:, j] - c_r[:, i]
+    d_f = _skew(c_f[:, j] - c_f[:, i])
+    d_fr = (c_fr[:, j] - c_fr[:, i]) - d_f @ c_r[:, i]
+    dd_r = (cc_r[:, j] - cc_r[:, i]) - s3 * c_r[:, i]
+    dd_f = _skew((cc_f[:, j] - cc_f[:, i]) - span[..., None] * c_f[:, i])
+    dd_fr = (cc_fr[:, j] - cc_fr[:, i]) - s3 * c_fr[:, i] - dd_f @ c_r[:, i]
+    big_f = np.broadcast_to(np.eye(_N_STATES), span.shape + (_N_STATES, _N_STATES)).copy()
+    big_f[..., _P, _V] = s3 * _EYE3
+    big_f[..., _P, _A] = -dd_f
+    big_f[..., _P, _BG] = dd_fr
+    big_f[..., _P, _BA] = -dd_r
+    big_f[..., _V, _A] = -d_f
+    big_f[..., _V, _BG] = d_fr
+    big_f[..., _V, _BA] = -d_r
+    big_f[..., _A, _BG] = -d_r
     # process noise: white sensor noise plus scale errors driven by the motion of each block
-    turn = _cumint(np.linalg.norm(nom.gyr_corr[:-1], axis=1), dt)
-    push = _cumint(np.linalg.norm(nom.acc_e[:-1], axis=1), dt)
-    s = span[:, 0, 0]
-    q_att = p.gyr_noise_radps_per_rthz ** 2 * s + (p.gyr_scale_sd * (turn[j] - turn[i])) ** 2
-    q_vel = p.acc_noise_mps2_per_rthz ** 2 * s + (p.acc_scale_sd * (push[j] - push[i])) ** 2
-    big_q = np.zeros((m, _N_STATES, _N_STATES))
+    turn = _cumint(np.linalg.norm(nom.gyr_corr[:, :-1], axis=-1), dt)
+    push = _cumint(np.linalg.norm(nom.acc_e[:, :-1], axis=-1), dt)
+    q_att = p.gyr_noise_radps_per_rthz ** 2 * span + (p.gyr_scale_sd * (turn[:, j] - turn[:, i])) ** 2
+    q_vel = p.acc_noise_mps2_per_rthz ** 2 * span + (p.acc_scale_sd * (push[:, j] - push[:, i])) ** 2
+    big_q = np.zeros_like(big_f)
     for axis in range(3):
-        big_q[:, axis, axis] = q_vel * s * s / 3.0
-        big_q[:, axis, 3 + axis] = big_q[:, 3 + axis, axis] = q_vel * s / 2.0
-        big_q[:, 3 + axis, 3 + axis] = q_vel
-        big_q[:, 6 + axis, 6 + axis] = q_att
-        big_q[:, 9 + axis, 9 + axis] = 1e-12 * s
-        big_q[:, 12 + axis, 12 + axis] = 1e-10 * s
+        big_q[..., axis, axis] = q_vel * span * span / 3.0
+        big_q[..., axis, 3 + axis] = big_q[..., 3 + axis, axis] = q_vel * span / 2.0
+        big_q[..., 3 + axis, 3 + axis] = q_vel
+        big_q[..., 6 + axis, 6 + axis] = q_att
+        big_q[..., 9 + axis, 9 + axis] = 1e-12 * span
+        big_q[..., 12 + axis, 12 + axis] = 1e-10 * span
     return big_f, big_q
 
 
-@dataclass(frozen=True)
-class _Measurement:
-    """z (k,), H (k, 15), R diag (k,) at one boundary."""
+def _measurements(nom: _Nominal, b: _Batch, bounds: np.ndarray,
+                  p: AnkleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pseudo-measurements z (B, M, 9), H (B, M, 9, 15), noise variances (B, M, 9) at the boundaries.
 
-    z: np.ndarray
-    h: np.ndarray
-    r: np.ndarray
-
-
-def _measurements(nom: _Nominal, bounds: np.ndarray, win: _Window, p: AnkleParams) -> list[_Measurement | None]:
-    """Zero-velocity (+ zero-rate and gravity while standing) pseudo-measurements at each boundary.
-
-    Standing: the block means since the previous boundary give the zero-rate and gravity terms.
+    Standing (boundary < rest1): zero velocity, zero angular rate and gravity (block means since the
+    previous boundary). Hold (zupt0 <= boundary < n): zero velocity in rows 0-2. Unused rows have
+    H = 0, z = 0 and unit variance, so they change nothing.
     """
     deg = math.pi / 180.0
-    rest = np.flatnonzero(bounds < win.rest1)
-    hold = np.flatnonzero(bounds >= win.zupt0)
-    out: list[_Measurement | None] = [None] * len(bounds)
-    if rest.size:
-        starts = np.concatenate([[0], bounds[rest[1:] - 1]])
-        ends = np.maximum(bounds[rest], starts + 1)
-        cuts = np.stack([starts, ends], axis=1).ravel()
-        sizes = (ends - starts)[:, None]
-        block = lambda x: np.add.reduceat(x, cuts, axis=0)[::2] / sizes.reshape((-1,) + (1,) * (x.ndim - 1))
-        f_mean = block(nom.force_e)
-        rot_mean = block(nom.rot)
-        h = np.zeros((rest.size, 9, _N_STATES))
-        h[:, 0:3, _V] = _EYE3
-        h[:, 3:6, _BG] = _EYE3
-        h[:, 6:9, _A] = -_skew(f_mean)
-        h[:, 6:9, _BA] = -rot_mean
-        z = np.hstack([-nom.vel[bounds[rest]], block(nom.gyr_corr), -block(nom.acc_e)])
-        r = np.concatenate([np.full(3, p.rest_zupt_sd_mps ** 2), np.full(3, (p.rest_zaru_sd_dps * deg) ** 2),
-                            np.full(3, p.rest_gravity_sd_mps2 ** 2)])
-        for i, k in enumerate(rest):
-            out[k] = _Measurement(z[i], h[i], r)
-    h_hold = np.zeros((3, _N_STATES))
-    h_hold[:, _V] = _EYE3
-    r_hold = np.full(3, p.hold_zupt_sd_mps ** 2)
-    for k in hold:
-        out[k] = _Measurement(-nom.vel[bounds[k]], h_hold, r_hold)
-    return out
+    starts = np.concatenate([[0], bounds[:-1]])
+    ends = np.maximum(bounds, starts + 1)
+    cuts = np.stack([starts, ends], axis=1).ravel()
+    size = (ends - starts).astype(float)
+
+    def block(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, cuts, axis=1)[:, ::2] / size.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+    rest = bounds[None, :] < b.rest1[:, None]                                  # (B, M)
+    hold = (bounds[None, :] >= b.zupt0[:, None]) & (bounds[None, :] < b.n[:, None])
+    shape = rest.shape
+    h = np.zeros(shape + (9, _N_STATES))
+    h[..., 0:3, _V] = _EYE3
+    h[..., 3:6, _BG] = _EYE3
+    h[..., 6:9, _A] = -_skew(block(nom.force_e))
+    h[..., 6:9, _BA] = -block(nom.rot)
+    z = np.concatenate([-nom.vel[:, bounds], block(nom.gyr_corr), -block(nom.acc_e)], axis=-1)
+    r = np.ones(shape + (9,))
+    r[rest] = np.concatenate([np.full(3, p.rest_zupt_sd_mps ** 2), np.full(3, (p.rest_zaru_sd_dps * deg) ** 2),
+                              np.full(3, p.rest_gravity_sd_mps2 ** 2)])
+    r[hold, 0:3] = p.hold_zupt_sd_mps ** 2
+    h[hold, 3:] = 0.0
+    z[hold, 3:] = 0.0
+    unused = ~(rest | hold)
+    h[unused] = 0.0
+    z[unused] = 0.0
+    return z, h, r
 
 
 def _initial_covariance(p: AnkleParams) -> np.ndarray:
@@ -463,49 +501,45 @@ def _initial_covariance(p: AnkleParams) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Smoothed:
-    x: np.ndarray       # (m, 15) smoothed error states at the boundaries
-    cov: np.ndarray     # (m, 15, 15)
-    gain: np.ndarray    # (m-1, 15, 15) smoother gains (for cross-covariances)
+    x: np.ndarray       # (B, M, 15) smoothed error states at the boundaries
+    cov: np.ndarray     # (B, M, 15, 15)
+    gain: np.ndarray    # (B, M-1, 15, 15) smoother gains (for cross-covariances)
 
 
-def _filter_smooth(big_f: np.ndarray, big_q: np.ndarray, meas: list[_Measurement | None],
+def _filter_smooth(big_f: np.ndarray, big_q: np.ndarray, z: np.ndarray, h: np.ndarray, r: np.ndarray,
                    p0: np.ndarray) -> _Smoothed:
-    """Kalman filter forward over the boundaries, then the Rauch-Tung-Striebel smoother backward."""
-    m = len(meas)
-    x_f = np.zeros((m, _N_STATES))
-    p_f = np.zeros((m, _N_STATES, _N_STATES))
-    x_p = np.zeros((m, _N_STATES))
-    p_p = np.zeros((m, _N_STATES, _N_STATES))
-    x, cov = np.zeros(_N_STATES), p0
+    """Kalman filter forward over the boundaries, then the Rauch-Tung-Striebel smoother backward;
+    every step handles all reps at once."""
+    n_b, m = z.shape[:2]
+    x_f = np.zeros((n_b, m, _N_STATES))
+    p_f = np.zeros((n_b, m, _N_STATES, _N_STATES))
+    x_p = np.zeros_like(x_f)
+    p_p = np.zeros_like(p_f)
+    x = np.zeros((n_b, _N_STATES))
+    cov = np.broadcast_to(p0, (n_b, _N_STATES, _N_STATES)).copy()
+    eye_r = np.eye(z.shape[2])
     for k in range(m):
-        x_p[k], p_p[k] = x, cov
-        mk = meas[k]
-        if mk is not None:
-            ph = cov @ mk.h.T
-            s = mk.h @ ph + np.diag(mk.r)
-            gain = np.linalg.solve(s, ph.T).T
-            x = x + gain @ (mk.z - mk.h @ x)
-            cov = cov - gain @ ph.T
-            cov = 0.5 * (cov + cov.T)
-        x_f[k], p_f[k] = x, cov
+        x_p[:, k], p_p[:, k] = x, cov
+        hk = h[:, k]
+        ph = cov @ np.swapaxes(hk, 1, 2)
+        s = hk @ ph + eye_r * r[:, k, None, :]
+        gain = np.swapaxes(np.linalg.solve(s, np.swapaxes(ph, 1, 2)), 1, 2)
+        x = x + (gain @ (z[:, k] - (hk @ x[..., None])[..., 0])[..., None])[..., 0]
+        cov = cov - gain @ np.swapaxes(ph, 1, 2)
+        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        x_f[:, k], p_f[:, k] = x, cov
         if k + 1 < m:
-            x = big_f[k] @ x
-            cov = big_f[k] @ cov @ big_f[k].T + big_q[k]
+            x = (big_f[:, k] @ x[..., None])[..., 0]
+            cov = big_f[:, k] @ cov @ np.swapaxes(big_f[:, k], 1, 2) + big_q[:, k]
     # smoother gains G_k = P_f[k] F_k^T P_p[k+1]^-1, all at once
-    gains = np.swapaxes(np.linalg.solve(p_p[1:], big_f[:m - 1] @ p_f[:-1]), 1, 2)
+    gains = np.swapaxes(np.linalg.solve(p_p[:, 1:], big_f @ p_f[:, :-1]), -1, -2)
     x_s = x_f.copy()
     p_s = p_f.copy()
     for k in range(m - 2, -1, -1):
-        g = gains[k]
-        x_s[k] = x_f[k] + g @ (x_s[k + 1] - x_p[k + 1])
-        p_s[k] = p_f[k] + g @ (p_s[k + 1] - p_p[k + 1]) @ g.T
+        g = gains[:, k]
+        x_s[:, k] = x_f[:, k] + (g @ (x_s[:, k + 1] - x_p[:, k + 1])[..., None])[..., 0]
+        p_s[:, k] = p_f[:, k] + g @ (p_s[:, k + 1] - p_p[:, k + 1]) @ np.swapaxes(g, 1, 2)
     return _Smoothed(x_s, p_s, gains)
-
-
-def _boundaries(n: int, rest1: int, zupt0: int, avg0: int, avg1: int, step: int) -> np.ndarray:
-    """Boundary sample indices (relative to the window): every `step` samples plus the phase edges."""
-    marks = np.concatenate([np.arange(0, n, step), [rest1, zupt0, avg0, avg1 - 1, n - 1]])
-    return np.unique(np.clip(marks, 0, n - 1))
 
 
 # ----- geometry -----------------------------------------------------------------------------------
@@ -553,18 +587,19 @@ def ankle_displacement_from_angles(hip_flexion_deg: float, knee_flexion_deg: flo
     return ankle - standing, shank_up
 
 
-def _lateral_axis(forward: np.ndarray) -> np.ndarray:
-    return np.array([-forward[1], forward[0], 0.0])
-
-
 # ----- the estimator ------------------------------------------------------------------------------
+_CHUNK_REPS = 64
+
+
 @dataclass(frozen=True)
 class _Kinematics:
-    """Sensor displacement and the relative rotation standing -> hold, with their error model."""
+    """Per rep (B): sensor displacement (mean over the averaging window - standing), the earth-frame
+    rotation from standing to the hold, and the joint covariance (B, 12, 12) of
+    [dp_rest, phi_rest, dp_hold, phi_hold] (None for the naive method)."""
 
-    disp_m: np.ndarray              # (3,) sensor displacement (mean over the averaging window - standing)
-    rot_rel: np.ndarray             # (3, 3) earth-frame rotation from standing to the hold
-    cov: np.ndarray | None          # (12, 12) joint covariance of [dp_rest, phi_rest, dp_hold, phi_hold]
+    disp_m: np.ndarray
+    rot_rel: np.ndarray
+    cov: np.ndarray | None
 
 
 def estimate_ankle_motion(t_s: np.ndarray, acc_mps2: np.ndarray, gyr_radps: np.ndarray,
@@ -579,186 +614,193 @@ def estimate_ankle_motion(t_s: np.ndarray, acc_mps2: np.ndarray, gyr_radps: np.n
     still standing phase before the lift (its end = the lift's start), None if there is none.
     hold_window_s: (start, end) of the hold. Returns AnkleEstimate, or AnkleRefusal(reason).
     """
+    return estimate_ankle_motions(t_s, acc_mps2, gyr_radps, quat_wxyz, [(rest_window_s, hold_window_s)],
+                                  params)[0]
+
+
+def estimate_ankle_motions(t_s: np.ndarray, acc_mps2: np.ndarray, gyr_radps: np.ndarray,
+                           quat_wxyz: np.ndarray | None, windows: list[tuple[object, object]],
+                           params: AnkleParams | None = None) -> list[AnkleEstimate | AnkleRefusal]:
+    """`estimate_ankle_motion` for many reps of one recording at once: windows is a list of
+    (rest_window_s, hold_window_s). The filter runs on all reps together (same results, much faster)."""
     p = params if params is not None else AnkleParams()
     t = as_array("t_s", t_s, (None,))
     acc = as_array("acc_mps2", acc_mps2, (t.shape[0], 3))
     gyr = as_array("gyr_radps", gyr_radps, (t.shape[0], 3))
-    if t.shape[0] < 3:
-        return AnkleRefusal(f"too few samples ({t.shape[0]})")
-    win = _find_window(t, gyr, rest_window_s, hold_window_s, p)
-    if isinstance(win, str):
-        return AnkleRefusal(win)
-    sl = slice(win.rest0, win.end)
+    quat = None
     if p.method == "naive":
         if quat_wxyz is None:
             raise DataError("the naive ankle method needs quat_wxyz")
         quat = as_array("quat_wxyz", quat_wxyz, (t.shape[0], 4))
-        kin = _naive_kinematics(t[sl], acc[sl], quat[sl], win)
-    else:
-        kin = _eskf_kinematics(t[sl], acc[sl], gyr[sl], win, p)
-    return _geometry(kin, win, t, p)
+    out: list[AnkleEstimate | AnkleRefusal] = []
+    found: list[tuple[int, _Window]] = []
+    for rest, hold in windows:
+        win = _find_window(t, gyr, rest, hold, p) if t.shape[0] >= 3 else f"too few samples ({t.shape[0]})"
+        if isinstance(win, str):
+            out.append(AnkleRefusal(win))
+        else:
+            found.append((len(out), win))
+            out.append(AnkleRefusal(""))
+    for start in range(0, len(found), _CHUNK_REPS):
+        chunk = found[start:start + _CHUNK_REPS]
+        wins = [w for _, w in chunk]
+        kin = _naive_kinematics(t, acc, quat, wins) if quat is not None else _eskf_kinematics(t, acc, gyr, wins, p)
+        for (i, _), est in zip(chunk, _geometry(kin, wins, t, p)):
+            out[i] = est
+    return out
 
 
-def _local(win: _Window) -> _Window:
-    o = win.rest0
-    return _Window(0, win.rest1 - o, win.hold0 - o, win.zupt0 - o, win.avg0 - o, win.avg1 - o, win.end - o)
-
-
-def _decimate(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, lw: _Window,
-              factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Window]:
-    """Block means of `factor` samples and the window's indices on the new grid."""
-    n = (len(t) // factor) * factor
-    mean = lambda x: x[:n].reshape((n // factor, factor) + x.shape[1:]).mean(axis=1)
-    m = n // factor
-    idx = lambda i: min(int(round(i / factor)), m)
-    avg0 = min(idx(lw.avg0), m - 1)
-    w = _Window(0, idx(lw.rest1), idx(lw.hold0), idx(lw.zupt0), avg0, max(idx(lw.avg1), avg0 + 1), m)
-    return mean(t), mean(acc), mean(gyr), w
-
-
-def _eskf_kinematics(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, win: _Window,
+def _eskf_kinematics(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, wins: list[_Window],
                      p: AnkleParams) -> _Kinematics:
-    lw = _local(win)
-    factor = int((len(t) - 1) / (t[-1] - t[0]) / p.imu_rate_max_hz + 0.5)
-    if factor > 1:
-        t, acc, gyr, lw = _decimate(t, acc, gyr, lw, factor)
-    rest = slice(0, lw.rest1)
-    nom = _strapdown(t, acc, gyr, rest, gyr[rest].mean(axis=0), np.zeros(3), None)
-    rate_hz = (len(t) - 1) / (t[-1] - t[0])
-    step = max(1, int(round(rate_hz / p.kf_rate_hz)))
-    bounds = _boundaries(len(t), lw.rest1, lw.zupt0, lw.avg0, lw.avg1, step)
-    big_f, big_q = _transitions(nom, bounds, p)
-    sm = _filter_smooth(big_f, big_q, _measurements(nom, bounds, lw, p), _initial_covariance(p))
-    # corrected positions over the averaging window (error states interpolated between boundaries)
-    avg = np.arange(lw.avg0, lw.avg1)
-    dp_avg = np.stack([np.interp(avg, bounds, sm.x[:, a]) for a in range(3)], axis=1)
-    pos_hold = (nom.pos[avg] + dp_avg).mean(axis=0)
-    k_rest = int(np.searchsorted(bounds, lw.rest1))
-    pos_rest = nom.pos[bounds[k_rest]] + sm.x[k_rest, _P]
-    in_avg = np.flatnonzero((bounds >= lw.avg0) & (bounds < lw.avg1))
-    rot_hold = (_rotvec_matrix(sm.x[in_avg, _A]) @ nom.rot[bounds[in_avg]]).mean(axis=0)
-    rot_rest = _rotvec_matrix(sm.x[k_rest, _A]) @ nom.rot[bounds[k_rest]]
-    rot_rel = _nearest_rotation(rot_hold) @ rot_rest.T
-    k_hold = int(in_avg[len(in_avg) // 2])
-    cross = sm.cov[k_hold]
-    for k in range(k_hold - 1, k_rest - 1, -1):
-        cross = sm.gain[k] @ cross
+    b = _make_batch(t, acc, gyr, wins, p)
+    nom = _strapdown(b)
+    n_b, size = b.t.shape
+    ar = np.arange(n_b)
+    bounds = np.arange(0, size, b.step)
+    big_f, big_q = _transitions(nom, b.t, bounds, p)
+    sm = _filter_smooth(big_f, big_q, *_measurements(nom, b, bounds, p), _initial_covariance(p))
+    # error states interpolated to the samples of the averaging window
+    idx = np.arange(size)
+    k = np.clip(np.searchsorted(bounds, idx, side="right") - 1, 0, len(bounds) - 2)
+    w = ((idx - bounds[k]) / (bounds[k + 1] - bounds[k]))[None, :, None]
+    err = (1.0 - w) * sm.x[:, k, :9] + w * sm.x[:, k + 1, :9]
+    avg = ((idx >= b.avg0[:, None]) & (idx < b.avg1[:, None]))[..., None]
+    count = avg.sum(axis=1)
+    pos_hold = ((nom.pos + err[..., _P]) * avg).sum(axis=1) / count
+    phi_hold = (err[..., _A] * avg).sum(axis=1) / count
+    rot_mean = (nom.rot * avg[..., None]).sum(axis=1) / count[..., None]
+    rot_hold = _nearest_rotation(_rotvec_matrix(phi_hold) @ rot_mean)
+    k_rest = np.searchsorted(bounds, b.rest1 - 1, side="right") - 1
+    pos_rest = nom.pos[ar, bounds[k_rest]] + sm.x[ar, k_rest, _P]
+    rot_rest = _rotvec_matrix(sm.x[ar, k_rest, _A]) @ nom.rot[ar, bounds[k_rest]]
+    rot_rel = rot_hold @ np.swapaxes(rot_rest, 1, 2)
+    k_hold = np.minimum(np.searchsorted(bounds, (b.avg0 + b.avg1) // 2), len(bounds) - 1)
+    cross = sm.cov[ar, k_hold]
+    for kk in range(int(k_hold.max()) - 1, int(k_rest.min()) - 1, -1):
+        use = ((kk >= k_rest) & (kk < k_hold))[:, None, None]
+        cross = np.where(use, sm.gain[:, kk] @ cross, cross)
     sel = np.r_[0:3, 6:9]
-    cov = np.zeros((12, 12))
-    cov[:6, :6] = sm.cov[k_rest][np.ix_(sel, sel)]
-    cov[6:, 6:] = sm.cov[k_hold][np.ix_(sel, sel)]
-    cov[:6, 6:] = cross[np.ix_(sel, sel)]
-    cov[6:, :6] = cov[:6, 6:].T
+    cov = np.zeros((n_b, 12, 12))
+    cov[:, :6, :6] = sm.cov[ar, k_rest][:, sel][:, :, sel]
+    cov[:, 6:, 6:] = sm.cov[ar, k_hold][:, sel][:, :, sel]
+    cov[:, :6, 6:] = cross[:, sel][:, :, sel]
+    cov[:, 6:, :6] = np.swapaxes(cov[:, :6, 6:], 1, 2)
     return _Kinematics(pos_hold - pos_rest, rot_rel, cov)
 
 
 def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """The rotation matrices (..., 3, 3) nearest to m (..., 3, 3)."""
     u, _, vt = np.linalg.svd(m)
-    r = u @ vt
-    if np.linalg.det(r) < 0:
-        u[:, -1] *= -1
-        r = u @ vt
-    return r
+    flip = np.linalg.det(u @ vt) < 0
+    u[flip, :, -1] *= -1
+    return u @ vt
 
 
-def _naive_kinematics(t: np.ndarray, acc: np.ndarray, quat: np.ndarray, win: _Window) -> _Kinematics:
+def _naive_kinematics(t: np.ndarray, acc: np.ndarray, quat: np.ndarray, wins: list[_Window]) -> _Kinematics:
     """Given orientation, gravity from the standing mean, linear velocity de-drift between the end of
-    the standing phase and the start of the hold's zero-velocity phase."""
-    lw = _local(win)
-    rot = _quat_matrix(quat / np.linalg.norm(quat, axis=1, keepdims=True))
-    acc_e = np.einsum("nij,nj->ni", rot, acc)
-    acc_e -= acc_e[:lw.rest1].mean(axis=0)
-    dt = np.diff(t)
-    vel = _cumtrapz(acc_e[lw.rest1:], dt[lw.rest1:])
-    tt = t[lw.rest1:] - t[lw.rest1]
-    k_end = lw.zupt0 - lw.rest1
-    vel -= vel[k_end] * (tt / tt[k_end])[:, None]
-    pos = _cumtrapz(vel, dt[lw.rest1:])
-    pos_hold = pos[lw.avg0 - lw.rest1:lw.avg1 - lw.rest1].mean(axis=0)
-    rot_hold = _nearest_rotation(rot[lw.avg0:lw.avg1].mean(axis=0))
-    rot_rest = _nearest_rotation(rot[:lw.rest1].mean(axis=0))
-    return _Kinematics(pos_hold, rot_hold @ rot_rest.T, None)
-
-
-def _geometry(kin: _Kinematics, win: _Window, t: np.ndarray, p: AnkleParams) -> AnkleEstimate | AnkleRefusal:
-    shank_m, thigh_m = p.lengths_m()
-    d_s = p.sensor_above_ankle_cm / 100.0
-    # the unperturbed geometry does not depend on the forward direction passed in
-    nominal = _evaluate(kin, np.zeros((1, _N_PERTURB)), shank_m, thigh_m, d_s, np.array([1.0, 0.0, 0.0]))
-    fwd = nominal["forward"][0]
-    nominal["shank_tilt_deg"] = _shank_tilt_deg(kin, fwd)
-    excess_m = float(nominal["thigh_fit_m"][0]) - thigh_m
-    if excess_m * 100.0 > p.max_thigh_excess_cm:
-        return AnkleRefusal(f"no geometric solution: the knee would be {excess_m * 100:.1f} cm farther from "
-                            f"the hip than the thigh length ({thigh_m * 100:.1f} cm)")
-    hip_sd, rise_sd = _uncertainty(kin, shank_m, thigh_m, d_s, fwd, p)
-    hip_deg = float(nominal["hip_flexion_deg"][0])
-    tilt_deg = float(nominal["shank_tilt_deg"][0])
-    return AnkleEstimate(
-        ankle_rise_cm=float(nominal["rise_cm"][0]),
-        ankle_forward_cm=float(nominal["forward_cm"][0]),
-        ankle_lateral_cm=float(nominal["lateral_cm"][0]),
-        shank_tilt_deg=tilt_deg,
-        hip_flexion_deg=hip_deg,
-        knee_flexion_deg=hip_deg - tilt_deg,
-        hip_flexion_uncertainty_deg=hip_sd,
-        ankle_rise_uncertainty_cm=rise_sd,
-        thigh_length_fit_cm=float(nominal["thigh_fit_m"][0]) * 100.0,
-        method=p.method,
-        window_s=(float(t[win.avg0]), float(t[win.avg1 - 1])),
-    )
+    the standing phase and the start of the hold's zero-velocity phase (one rep at a time)."""
+    disp, rel = [], []
+    for w in wins:
+        q = quat[w.rest0:w.end]
+        rot = _quat_matrix(q / np.linalg.norm(q, axis=1, keepdims=True))
+        acc_e = np.einsum("nij,nj->ni", rot, acc[w.rest0:w.end])
+        r1, z0, a0, a1 = (x - w.rest0 for x in (w.rest1, w.zupt0, w.avg0, w.avg1))
+        acc_e -= acc_e[:r1].mean(axis=0)
+        tt = t[w.rest0 + r1:w.end]
+        dt = np.diff(tt)[None]
+        vel = _cumtrapz(acc_e[None, r1:], dt)[0]
+        rel_t = tt - tt[0]
+        vel -= vel[z0 - r1] * (rel_t / rel_t[z0 - r1])[:, None]
+        pos = _cumtrapz(vel[None], dt)[0]
+        disp.append(pos[a0 - r1:a1 - r1].mean(axis=0))
+        rot_hold = _nearest_rotation(rot[a0:a1].mean(axis=0))
+        rot_rest = _nearest_rotation(rot[:r1].mean(axis=0))
+        rel.append(rot_hold @ rot_rest.T)
+    return _Kinematics(np.array(disp), np.array(rel), None)
 
 
 # perturbation vector: [dp_rest(3), phi_rest(3), dp_hold(3), phi_hold(3), shank_m, thigh_m,
 #                       standing shank tilt (rad), standing thigh tilt (rad)]
 _N_PERTURB = 16
+_STEP = 1e-3
+
+
+def _geometry(kin: _Kinematics, wins: list[_Window], t: np.ndarray,
+              p: AnkleParams) -> list[AnkleEstimate | AnkleRefusal]:
+    shank_m, thigh_m = p.lengths_m()
+    d_s = p.sensor_above_ankle_cm / 100.0
+    n_b = len(wins)
+    # the unperturbed geometry does not depend on the forward direction passed in
+    nominal = _evaluate(kin, np.zeros((1, _N_PERTURB)), shank_m, thigh_m, d_s, np.tile([1.0, 0.0, 0.0], (n_b, 1)))
+    fwd = nominal["forward"][:, 0]
+    shank_up = kin.rot_rel[:, :, 2]
+    tilt_deg = np.degrees(np.arctan2(-np.einsum("bi,bi->b", shank_up, fwd), shank_up[:, 2]))
+    hip_sd, rise_sd = _uncertainty(kin, shank_m, thigh_m, d_s, fwd, p)
+    out: list[AnkleEstimate | AnkleRefusal] = []
+    for i, win in enumerate(wins):
+        excess_m = float(nominal["thigh_fit_m"][i, 0]) - thigh_m
+        if excess_m * 100.0 > p.max_thigh_excess_cm:
+            out.append(AnkleRefusal(
+                f"no geometric solution: the knee would be {excess_m * 100:.1f} cm farther from the hip "
+                f"than the thigh length ({thigh_m * 100:.1f} cm)"))
+            continue
+        hip_deg = float(nominal["hip_flexion_deg"][i, 0])
+        out.append(AnkleEstimate(
+            ankle_rise_cm=float(nominal["rise_cm"][i, 0]),
+            ankle_forward_cm=float(nominal["forward_cm"][i, 0]),
+            ankle_lateral_cm=float(nominal["lateral_cm"][i, 0]),
+            shank_tilt_deg=float(tilt_deg[i]),
+            hip_flexion_deg=hip_deg,
+            knee_flexion_deg=hip_deg - float(tilt_deg[i]),
+            hip_flexion_uncertainty_deg=None if hip_sd is None else float(hip_sd[i]),
+            ankle_rise_uncertainty_cm=None if rise_sd is None else float(rise_sd[i]),
+            thigh_length_fit_cm=float(nominal["thigh_fit_m"][i, 0]) * 100.0,
+            method=p.method,
+            window_s=(float(t[win.avg0]), float(t[win.avg1 - 1])),
+        ))
+    return out
 
 
 def _evaluate(kin: _Kinematics, e: np.ndarray, shank_m: float, thigh_m: float, d_s: float,
               forward: np.ndarray) -> dict[str, np.ndarray]:
-    """Geometry for a batch of perturbations e (m, 16) around the estimate (first-order error model)."""
-    lateral = _lateral_axis(forward)
-    disp = kin.disp_m + (e[:, 6:9] - e[:, 0:3])
-    rot_rel = _rotvec_matrix(e[:, 9:12]) @ kin.rot_rel @ _rotvec_matrix(-e[:, 3:6])
-    # standing shank axis: vertical, tilted forward (ankle ahead of the knee) by the perturbation
-    stand_up = _rotvec_matrix(-e[:, 14:15] * lateral) @ np.array([0.0, 0.0, 1.0])
-    shank_up = np.einsum("mij,mj->mi", rot_rel, stand_up)
+    """Geometry of B reps for E perturbations e (E, 16) around the estimate (first-order error model);
+    forward (B, 3) sets the sagittal plane of the standing-pose perturbations. Arrays (B, E)."""
+    n_b, n_e = kin.disp_m.shape[0], e.shape[0]
+    up = np.array([0.0, 0.0, 1.0])
+    lateral = np.stack([-forward[:, 1], forward[:, 0], np.zeros(n_b)], axis=1)[:, None]
+    disp = kin.disp_m[:, None] + (e[:, 6:9] - e[:, 0:3])[None]
+    rot_rel = _rotvec_matrix(e[:, 9:12])[None] @ kin.rot_rel[:, None] @ _rotvec_matrix(-e[:, 3:6])[None]
+    # standing shank and thigh axes: vertical, tilted in the sagittal plane by the perturbations
+    stand_up = _rotvec_matrix(-e[None, :, 14:15] * lateral)[..., 2]
+    thigh_up = _rotvec_matrix(-e[None, :, 15:16] * lateral)[..., 2]
+    shank_up = np.einsum("beij,bej->bei", rot_rel, stand_up)
     ankle = disp - d_s * (shank_up - stand_up)
-    shank = shank_m + e[:, 12]
-    thigh = thigh_m + e[:, 13]
-    # hip relative to the standing ankle: knee along the standing shank, hip along the standing thigh
-    thigh_up = _rotvec_matrix(-e[:, 15:16] * lateral) @ np.array([0.0, 0.0, 1.0])
-    hip_offset = (shank[:, None] * (stand_up - [0.0, 0.0, 1.0])
-                  + thigh[:, None] * (thigh_up - [0.0, 0.0, 1.0]))
-    geo = hip_geometry(ankle, shank_up, shank, thigh, hip_offset)
-    geo["rise_cm"] = 100.0 * ankle[:, 2]
-    return geo
-
-
-def _shank_tilt_deg(kin: _Kinematics, forward: np.ndarray) -> np.ndarray:
-    """Sagittal shank angle from vertical at the hold (positive: ankle in front of the knee), (1,)."""
-    shank_up = kin.rot_rel[:, 2]
-    return np.array([math.degrees(math.atan2(-float(shank_up @ forward), float(shank_up[2])))])
+    shank = np.broadcast_to(shank_m + e[:, 12], (n_b, n_e))
+    thigh = np.broadcast_to(thigh_m + e[:, 13], (n_b, n_e))
+    hip_offset = shank[..., None] * (stand_up - up) + thigh[..., None] * (thigh_up - up)
+    geo = hip_geometry(ankle.reshape(-1, 3), shank_up.reshape(-1, 3), shank.ravel(), thigh.ravel(),
+                       hip_offset.reshape(-1, 3))
+    out = {k: v.reshape((n_b, n_e) + v.shape[1:]) for k, v in geo.items()}
+    out["rise_cm"] = 100.0 * ankle[..., 2]
+    return out
 
 
 def _uncertainty(kin: _Kinematics, shank_m: float, thigh_m: float, d_s: float, forward: np.ndarray,
-                 p: AnkleParams) -> tuple[float | None, float | None]:
-    """1-sigma of hip flexion (deg) and ankle rise (cm), first order, by central differences."""
+                 p: AnkleParams) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """1-sigma (B,) of hip flexion (deg) and ankle rise (cm), first order, by central differences."""
     if kin.cov is None:
         return None, None
-    steps = np.concatenate([np.full(3, 1e-3), np.full(3, 1e-3), np.full(3, 1e-3), np.full(3, 1e-3),
-                            [1e-3, 1e-3, 1e-3, 1e-3]])
-    e = np.vstack([np.diag(steps), -np.diag(steps)])
-    geo = _evaluate(kin, e, shank_m, thigh_m, d_s, forward)
     n = _N_PERTURB
-    cov = np.zeros((n, n))
-    cov[:12, :12] = kin.cov
-    cov[12, 12] = cov[13, 13] = (p.length_sd_cm / 100.0) ** 2
-    cov[14, 14] = cov[15, 15] = math.radians(p.standing_pose_sd_deg) ** 2
+    e = np.vstack([np.eye(n), -np.eye(n)]) * _STEP
+    geo = _evaluate(kin, e, shank_m, thigh_m, d_s, forward)
+    cov = np.zeros((len(kin.cov), n, n))
+    cov[:, :12, :12] = kin.cov
+    cov[:, 12, 12] = cov[:, 13, 13] = (p.length_sd_cm / 100.0) ** 2
+    cov[:, 14, 14] = cov[:, 15, 15] = math.radians(p.standing_pose_sd_deg) ** 2
     out = []
     for key in ("hip_flexion_deg", "rise_cm"):
-        jac = (geo[key][:n] - geo[key][n:]) / (2.0 * steps)
-        out.append(float(math.sqrt(max(jac @ cov @ jac, 0.0))))
+        jac = (geo[key][:, :n] - geo[key][:, n:]) / (2.0 * _STEP)
+        out.append(np.sqrt(np.maximum(np.einsum("bi,bij,bj->b", jac, cov, jac), 0.0)))
     return out[0], out[1]
 
 
@@ -800,14 +842,17 @@ def add_rep_extras(reps: list, placement: str, t_s: np.ndarray, acc_mps2: np.nda
     `angle_t_s` is the lift angle.
     """
     prev_end_s = float(t_s[0]) if len(t_s) else 0.0
+    windows: list[tuple[object, object]] = []
     for rep in reps:
         hold = None if rep.hold_start_s is None or rep.hold_end_s is None else (rep.hold_start_s, rep.hold_end_s)
-        if hold is None:
-            est: AnkleEstimate | AnkleRefusal = AnkleRefusal("the rep has no hold")
-        elif placement == "thigh":
-            est = thigh_hip_flexion(angle_t_s, angle_deg, hold, params)
-        else:
-            est = estimate_ankle_motion(t_s, acc_mps2, gyr_radps, None, (prev_end_s, rep.lift_start_s), hold, params)
-        rep.extra.update(est.to_extra() if isinstance(est, AnkleEstimate) else empty_extra(est.reason))
+        windows.append(((prev_end_s, rep.lift_start_s), hold))
         ends = [x for x in (rep.lower_end_s, rep.hold_end_s) if x is not None]
         prev_end_s = ends[0] if ends else prev_end_s
+    if placement == "thigh":
+        results = [thigh_hip_flexion(angle_t_s, angle_deg, hold, params) for _, hold in windows]
+    else:
+        results = estimate_ankle_motions(t_s, acc_mps2, gyr_radps, None, windows, params)
+    for rep, (_, hold), est in zip(reps, windows, results):
+        if hold is None:
+            est = AnkleRefusal("the rep has no hold")
+        rep.extra.update(est.to_extra() if isinstance(est, AnkleEstimate) else empty_extra(est.reason))
