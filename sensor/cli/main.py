@@ -127,11 +127,14 @@ def recording_defaults(placement=None, side=None, rate_hz=None, stage=None, load
     return {k: _value(v) for k, v in given.items() if v is not None}
 
 
-def analysis_params(target_hold_s=None, goal_hold_s=None, calibration=None) -> "Any":
+def analysis_params(target_hold_s=None, goal_hold_s=None, calibration=None, shank_length_cm=None,
+                    height_cm=None, sensor_above_ankle_cm=None) -> "Any":
     """AnalysisParams with the options that were given."""
     from sensor.config import AnalysisParams
 
-    overrides: dict[str, Any] = {"target_hold_s": target_hold_s, "goal_hold_s": goal_hold_s}
+    overrides: dict[str, Any] = {"target_hold_s": target_hold_s, "goal_hold_s": goal_hold_s,
+                                 "shank_length_cm": shank_length_cm, "height_cm": height_cm,
+                                 "sensor_above_ankle_cm": sensor_above_ankle_cm}
     if calibration is not None:
         overrides["calibration_window_s"] = _parse_window(calibration)
     params = AnalysisParams()
@@ -244,10 +247,18 @@ def replay(
         help="Standing reference window START:END in s (default: the first still second).")] = None,
     jobs: Annotated[Optional[int], typer.Option(
         help="Processes for a directory (default: all CPU cores).", min=1)] = None,
+    shank_length_cm: Annotated[Optional[float], typer.Option(
+        help="Knee to ankle bone, for hip flexion from an ankle sensor (default: 0.246 x height).",
+        min=10.0, max=80.0)] = None,
+    height_cm: Annotated[Optional[float], typer.Option(
+        help="The user's height, for the leg lengths (default 175 cm).", min=80.0, max=250.0)] = None,
+    sensor_above_ankle_cm: Annotated[Optional[float], typer.Option(
+        help="Sensor centre above the ankle bone (default 8 cm).", min=0.0, max=40.0)] = None,
 ) -> None:
     """Analyse a recording: a table per rep and a session summary (or --json)."""
     defaults = recording_defaults(placement, side, rate_hz, stage, load_kg, acc_unit, gyr_unit)
-    params = analysis_params(target_hold_s, goal_hold_s, calibration)
+    params = analysis_params(target_hold_s, goal_hold_s, calibration, shank_length_cm, height_cm,
+                             sensor_above_ankle_cm)
     if path.is_dir():
         code = _replay_dir(path, defaults, params, json_out, jobs)
         raise typer.Exit(code)
