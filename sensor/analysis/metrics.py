@@ -87,7 +87,8 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
     t_w = t_s[win]
     a_w = angle_deg[win]
     g_w = gyr_dps[win]
-    sag = float(np.polyfit(t_w - t_w[0], a_w, 1)[0])
+    tc = t_w - t_w.mean()
+    sag = float(np.dot(tc, a_w - a_w.mean()) / np.dot(tc, tc)) if np.dot(tc, tc) > 0 else 0.0
     p5, p95 = np.percentile(a_w, [5.0, 95.0])
     band = (params.tremor_band_low_hz, params.tremor_band_high_hz, params.welch_segment_s)
     power, growth = _tremor(g_w, rate_hz, band)
