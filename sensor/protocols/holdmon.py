@@ -11,6 +11,7 @@ which a data packet never has, so one decoder can take both streams.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections import deque
 from dataclasses import dataclass, field
@@ -139,6 +140,16 @@ def _fail(message: str, offset: int, length: int) -> DecodeError:
     return DecodeError(PROFILE_NAME, message, offset, length)
 
 
+def _whole(value: object, what: str) -> int:
+    """value as an int (anything with __index__ but bool); ConfigError naming `what` otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"holdmon: {what} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(f"holdmon: {what} must be a whole number, got {value!r}") from None
+
+
 def _reply_length(opcode: int) -> int:
     fields = REPLY_FIELDS[opcode]
     return 2 + sum(struct.calcsize("<" + fmt) for _, _, fmt in fields)
@@ -149,15 +160,16 @@ def _reply_length(opcode: int) -> int:
 
 def rate_code_for(rate_hz: float) -> int:
     """Code of the supported rate nearest to rate_hz (ties go to the higher rate)."""
-    if not math.isfinite(rate_hz) or rate_hz <= 0:
+    if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not 0 < rate_hz < math.inf:
         raise ConfigError(f"holdmon: sample rate must be a positive number, got {rate_hz!r}")
-    errors = [abs(math.log(r / rate_hz)) for r in RATE_HZ_BY_CODE]
+    log_rate = math.log(rate_hz)  # a difference of logs: r / rate_hz overflows for subnormal rates
+    errors = [abs(math.log(r) - log_rate) for r in RATE_HZ_BY_CODE]
     best = min(errors)
     return max(i for i, e in enumerate(errors) if e - best < 1e-12)
 
 
 def _exact_code(value: float, table: tuple[int, ...], what: str) -> int:
-    if value not in table:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in table:
         raise ConfigError(f"holdmon: {what} must be one of {table}, got {value!r}")
     return table.index(int(value))
 
@@ -179,7 +191,7 @@ def sample_period_us(rate_code: int) -> int:
 
 def samples_per_packet(rate_hz: float, att_mtu: int = 23) -> int:
     """Samples the firmware puts in one notification: min(rate/25, what fits in ATT_MTU - 3 bytes)."""
-    if att_mtu < 23:
+    if _whole(att_mtu, "ATT MTU") < 23:
         raise ConfigError(f"holdmon: ATT MTU is at least 23, got {att_mtu}")
     rate = RATE_HZ_BY_CODE[rate_code_for(rate_hz)]
     fits = (att_mtu - ATT_HEADER_SIZE - HEADER_SIZE) // SAMPLE_SIZE
@@ -193,8 +205,12 @@ def counts_from_si(
 
     Raises DataError for NaN or infinite values (a packet has no way to carry them).
     """
-    acc = np.rint(np.asarray(acc_mps2, dtype=np.float64) / acc_scale_mps2(acc_code))
-    gyr = np.rint(np.asarray(gyr_radps, dtype=np.float64) / gyro_scale_radps(gyro_code))
+    try:
+        with np.errstate(over="ignore"):  # overflow gives inf, refused below
+            acc = np.rint(np.asarray(acc_mps2, dtype=np.float64) / acc_scale_mps2(acc_code))
+            gyr = np.rint(np.asarray(gyr_radps, dtype=np.float64) / gyro_scale_radps(gyro_code))
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"holdmon: acc/gyr values are not numbers: {exc}") from None
     if not (np.isfinite(acc).all() and np.isfinite(gyr).all()):
         raise DataError("holdmon: cannot encode NaN or infinite acc/gyr values into a data packet")
     return (
@@ -310,14 +326,14 @@ def parse_data_packet(payload: bytes) -> tuple[DataHeader, np.ndarray, np.ndarra
 
 def encode_command(opcode: int, **params: int) -> bytes:
     """Command bytes: opcode then its parameters in COMMANDS order (values checked)."""
-    if opcode not in COMMANDS:
-        raise ConfigError(f"holdmon: unknown opcode 0x{opcode:02x}")
+    if isinstance(opcode, bool) or not isinstance(opcode, int) or opcode not in COMMANDS:
+        raise ConfigError(f"holdmon: unknown opcode {opcode!r}")
     name, fields = COMMANDS[opcode]
     if set(params) != {f for f, _ in fields}:
         raise ConfigError(f"holdmon: {name} takes {[f for f, _ in fields]}, got {sorted(params)}")
     out = bytearray([opcode])
     for pname, fmt in fields:
-        value = int(params[pname])
+        value = _whole(params[pname], pname)
         if not 0 <= value < PARAM_LIMITS[pname]:
             raise ConfigError(f"holdmon: {pname}={value} outside 0..{PARAM_LIMITS[pname] - 1}")
         out += struct.pack("<" + fmt, value)
@@ -406,8 +422,10 @@ class Reply:
 
 def encode_reply(opcode: int, status: int, **fields: int) -> bytes:
     """Device side reply bytes. Known opcodes carry all their REPLY_FIELDS; others are 2 bytes."""
-    if status not in STATUS_NAMES:
+    if _whole(status, "status") not in STATUS_NAMES:
         raise ConfigError(f"holdmon: unknown status {status}")
+    if not 0 <= _whole(opcode, "opcode") <= 0xFF:
+        raise ConfigError(f"holdmon: opcode {opcode} outside 0..255")
     head = bytes([(opcode | REPLY_FLAG) & 0xFF, status])
     if opcode not in REPLY_FIELDS:
         if fields:
@@ -419,7 +437,10 @@ def encode_reply(opcode: int, status: int, **fields: int) -> bytes:
     out = bytearray(_reply_length(opcode))
     out[0:2] = head
     for name, offset, fmt in layout:
-        struct.pack_into("<" + fmt, out, offset, fields[name])
+        value = _whole(fields[name], name)
+        if not 0 <= value < 1 << (8 * struct.calcsize("<" + fmt)):
+            raise ConfigError(f"holdmon: reply field {name}={value} does not fit {fmt!r}")
+        struct.pack_into("<" + fmt, out, offset, value)
     return bytes(out)
 
 

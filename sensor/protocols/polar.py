@@ -597,7 +597,7 @@ class PolarDecoder:
             settings = response.settings()
         except DecodeError:
             return
-        factor = float(settings.get(FACTOR, (math.nan,))[0])
+        factor = float((settings.get(FACTOR) or (math.nan,))[0])  # a FACTOR entry may hold 0 values
         if math.isfinite(factor) and factor > 0:
             self.factors[response.measurement_type] = factor
 
