@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from scipy import signal
 
-from sensor.analysis.ankle import add_rep_extras, ankle_params_from
+from sensor.analysis.ankle import LiveRepExtras, add_rep_extras, ankle_params_from
 from sensor.analysis.phases import PHASE_CODES, Event, Features, PhaseTracker
 from sensor.config import STANDARD_GRAVITY_MPS2, AnalysisParams
 from sensor.dsp.filters import StreamingSOS, filtfilt, lowpass_sos
@@ -396,6 +396,7 @@ class LivePipeline:
         self._angle_deg: float | None = None
         self._t_s: float | None = None
         self._issues: list[DataIssue] = []
+        self._ankle = LiveRepExtras(self.placement, ankle_params_from(params), params.max_rep_buffer_s)
 
     def feed(self, samples: Samples) -> list[Event]:
         """Process the next block of samples (SI units); returns the events it completed."""
@@ -405,6 +406,7 @@ class LivePipeline:
             self._first_t_s = float(samples.t_s[0])
         self._samples += len(samples)
         events, filled, keep = self._fill_gaps(samples)
+        self._ankle.append_samples(filled.t_s[keep], filled.acc_mps2[keep], filled.gyr_radps[keep])
         quat = self._orientation.update(filled.gyr_radps, filled.acc_mps2)
         up, lin, gyr_dps = _earth_signals(quat, filled)
         lowpassed = np.hstack([self._gyr_lowpass.process(gyr_dps), self._acc_lowpass.process(lin)])
@@ -417,6 +419,7 @@ class LivePipeline:
         else:
             events += self._track(_features(raw, self._reference, self.params))
         self._t_s = float(filled.t_s[-1])
+        self._ankle.update(self._tracker.reps)
         return events
 
     def _fill_gaps(self, samples: Samples) -> tuple[list[Event], Samples, np.ndarray]:
@@ -453,6 +456,7 @@ class LivePipeline:
         return self._track(_features(raw, self._reference, self.params))
 
     def _track(self, features: Features) -> list[Event]:
+        self._ankle.append_angle(features.t_s, features.angle_deg)
         events = self._tracker.feed(features)
         self._angle_deg = float(features.angle_deg[-1])
         first = (-self._trace_phase) % self._trace_every
@@ -496,6 +500,7 @@ class LivePipeline:
                 self._pending = []
                 self._track(_features(raw, self._reference, self.params))
         self._tracker.finish()
+        self._ankle.update(self._tracker.reps)
         reps = self._tracker.reps
         if self._trace:
             t = np.concatenate([x[0] for x in self._trace])

@@ -856,3 +856,60 @@ def add_rep_extras(reps: list, placement: str, t_s: np.ndarray, acc_mps2: np.nda
         if hold is None:
             est = AnkleRefusal("the rep has no hold")
         rep.extra.update(est.to_extra() if isinstance(est, AnkleEstimate) else empty_extra(est.reason))
+
+
+class LiveRepExtras:
+    """For a live stream: keeps the last `keep_s` seconds of samples (and of the lift angle) and fills
+    the same per-rep keys as `add_rep_extras` into each rep once the tracker has completed it."""
+
+    def __init__(self, placement: str, params: AnkleParams, keep_s: float) -> None:
+        self.placement = placement
+        self.params = params
+        self.keep_s = float(keep_s)
+        self._samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._angles: list[tuple[np.ndarray, np.ndarray]] = []
+        self._done = 0
+        self._prev_end_s: float | None = None
+
+    def append_samples(self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_radps: np.ndarray) -> None:
+        """Received samples (n,), (n, 3), (n, 3) in time order."""
+        if len(t_s):
+            self._samples.append((np.array(t_s, float), np.array(acc_mps2, float), np.array(gyr_radps, float)))
+            self._samples = self._trimmed(self._samples)
+
+    def append_angle(self, t_s: np.ndarray, angle_deg: np.ndarray) -> None:
+        if len(t_s):
+            self._angles.append((np.array(t_s, float), np.array(angle_deg, float)))
+            self._angles = self._trimmed(self._angles)
+
+    def _trimmed(self, blocks: list) -> list:
+        newest = blocks[-1][0][-1]
+        return [b for b in blocks if b[0][-1] >= newest - self.keep_s]
+
+    def update(self, reps: list) -> None:
+        """Fill the extras of the reps completed since the last call (reps: the tracker's list)."""
+        new = reps[self._done:]
+        if not new:
+            return
+        if self._prev_end_s is None:
+            self._prev_end_s = float(self._samples[0][0][0]) if self._samples else new[0].lift_start_s
+        t, acc, gyr = (np.concatenate([b[k] for b in self._samples]) if self._samples else np.zeros((0, 3))
+                       for k in range(3))
+        t = t.reshape(-1)
+        angle_t, angle = (np.concatenate([b[k] for b in self._angles]) if self._angles else np.zeros(0)
+                          for k in range(2))
+        for rep in new:
+            rest_start_s = max(self._prev_end_s, float(t[0]) if len(t) else self._prev_end_s)
+            hold = None if rep.hold_start_s is None or rep.hold_end_s is None else (rep.hold_start_s, rep.hold_end_s)
+            if hold is None:
+                est: AnkleEstimate | AnkleRefusal = AnkleRefusal("the rep has no hold")
+            elif self.placement == "thigh":
+                est = thigh_hip_flexion(angle_t, angle, hold, self.params)
+            elif len(t) < 3:
+                est = AnkleRefusal("no samples kept for this rep")
+            else:
+                est = estimate_ankle_motion(t, acc, gyr, None, (rest_start_s, rep.lift_start_s), hold, self.params)
+            rep.extra.update(est.to_extra() if isinstance(est, AnkleEstimate) else empty_extra(est.reason))
+            ends = [x for x in (rep.lower_end_s, rep.hold_end_s) if x is not None]
+            self._prev_end_s = ends[0] if ends else self._prev_end_s
+        self._done = len(reps)
