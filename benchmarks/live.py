@@ -275,12 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     stack = start_ble_stack()
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = stack.address
     results: list[Result] = []
+    failures: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="holdmon-bench-") as out_dir:
             for n_sensors in counts:
                 for rate_hz in rates:
                     for mode in ("bare", "holdmon"):
-                        results.append(run_case(stack, mode, rate_hz, n_sensors, args.seconds, Path(out_dir)))
+                        try:
+                            results.append(run_case(stack, mode, rate_hz, n_sensors, args.seconds,
+                                                    Path(out_dir)))
+                        except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
+                            failures.append(f"{mode}, {n_sensors} sensor(s), {rate_hz:g} Hz: {exc}")
+                            print(f"FAILED {failures[-1]}", file=sys.stderr, flush=True)
+                            continue
                         print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     finally:
         stop_ble_stack(stack)
@@ -289,9 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"holdmon processing, {o['sensors']} sensor(s) at {o['rate_hz']:g} Hz: "
               f"+{o['p99_added_ms']:.2f} ms at p99, +{o['median_added_ms']:.2f} ms median, "
               f"+{o['cpu_added_pct_per_sensor']:.2f} % CPU per sensor")
+    for failure in failures:
+        print(f"failed: {failure}")
     if args.json:
-        print(json.dumps({"results": [asdict(r) for r in results], "overheads": overheads(results)}))
-    return 0
+        print(json.dumps({"results": [asdict(r) for r in results], "overheads": overheads(results),
+                          "failures": failures}))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
