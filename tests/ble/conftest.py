@@ -114,6 +114,28 @@ def _wait_adapters_powered(address: str, bluezoo: subprocess.Popen, log_path: Pa
     raise RuntimeError(f"BlueZoo adapters {ADAPTERS} not powered within {READY_TIMEOUT_S} s")
 
 
+async def drop_link_async(bus_address: str, central: str, peripheral_address: str) -> None:
+    """Drop a connection from the stack's side: `org.bluez.Device1.Disconnect` on the central's device
+    object, as when the radio link is lost (the central gets a disconnect; the peripheral lives on)."""
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    path = f"/org/bluez/{central}/dev_{peripheral_address.upper().replace(':', '_')}"
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(Message(destination="org.bluez", path=path, interface="org.bluez.Device1",
+                                       member="Disconnect"))
+        if reply.message_type == MessageType.ERROR:
+            raise RuntimeError(f"Disconnect {path}: {reply.error_name} {reply.body}")
+    finally:
+        bus.disconnect()
+
+
+def drop_link(stack: "BleStack", central: str, peripheral_address: str) -> None:
+    """Synchronous drop_link_async, for tests that run the client in a subprocess."""
+    asyncio.run(drop_link_async(stack.address, central, peripheral_address))
+
+
 def _terminate(proc: subprocess.Popen) -> None:
     """SIGTERM by PID, then SIGKILL if it does not end."""
     if proc.poll() is not None:

@@ -122,3 +122,30 @@ def test_peripheral_killed_then_back_reconnects_cleanly(emulators, make_source):
     notice_s, before, after = asyncio.run(scenario())
     assert notice_s < 1.0
     assert before > 0 and after > 0
+
+
+def test_link_dropped_by_the_stack_is_reported_and_reconnects(ble_stack, emulators, make_source):
+    from bleak import BleakClient
+
+    from .conftest import drop_link_async
+
+    source = make_source(100.0, seconds=20.0)
+    emulator = emulators.start("hci1", source.path, profile="witmotion", rate_hz=100.0)
+
+    async def scenario() -> tuple[int, int]:
+        lost = asyncio.Event()
+        counts = [0, 0]
+        client = BleakClient(await find(emulator.name), bluez={"adapter": CENTRAL},
+                             disconnected_callback=lambda _c: lost.set())
+        await client.connect()
+        await client.start_notify(wm.NOTIFY_UUID, lambda _c, _d: counts.__setitem__(0, counts[0] + 1))
+        await asyncio.sleep(0.3)
+        await drop_link_async(ble_stack.address, CENTRAL, emulator.address)
+        await asyncio.wait_for(lost.wait(), 1.0)
+        async with BleakClient(await find(emulator.name), bluez={"adapter": CENTRAL}) as again:
+            await again.start_notify(wm.NOTIFY_UUID, lambda _c, _d: counts.__setitem__(1, counts[1] + 1))
+            await asyncio.sleep(0.3)
+        return counts[0], counts[1]
+
+    before, after = asyncio.run(scenario())
+    assert before > 0 and after > 0
