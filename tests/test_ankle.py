@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -306,3 +307,32 @@ def test_many_reps_at_once_give_the_same_answers_as_one_by_one() -> None:
             assert a.ankle_rise_cm == pytest.approx(b.ankle_rise_cm, abs=1e-6)
             assert a.hip_flexion_deg == pytest.approx(b.hip_flexion_deg, abs=1e-6)
             assert a.hip_flexion_uncertainty_deg == pytest.approx(b.hip_flexion_uncertainty_deg, abs=1e-6)
+
+
+# ----- end to end: replay CLI ----------------------------------------------------------------------
+def test_replay_json_has_the_ankle_keys_for_every_completed_hold(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from sensor.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "session.csv"
+    made = runner.invoke(app, ["simulate", str(out), "--reps", "3", "--seed", "4"])
+    assert made.exit_code == 0, made.output
+    truth = json.loads(next(tmp_path.glob("*.json")).read_text())
+    result = runner.invoke(app, ["replay", str(out), "--json", "--shank-length-cm", "43"])
+    assert result.exit_code == 0, result.output
+    reps = json.loads(result.stdout)["reps"]
+    holds = [r for r in reps if r["hold_start_s"] is not None]
+    assert len(holds) == sum(1 for r in truth["reps"] if r["hold_start_s"] is not None)
+    for rep in reps:
+        keys = ("ankle_rise_cm", "hip_flexion_deg", "hip_flexion_uncertainty_deg")
+        if rep["hold_start_s"] is None:
+            assert all(rep[k] is None for k in keys)
+        else:
+            assert all(isinstance(rep[k], float) for k in keys), rep
+            true_rep = min(truth["reps"], key=lambda r: abs((r["hold_start_s"] or -99) - rep["hold_start_s"]))
+            assert abs(rep["ankle_rise_cm"] - true_rep["ankle_rise_cm"]) < 3.0
+            assert abs(rep["hip_flexion_deg"] - true_rep["hip_flexion_deg"]) < 8.0
+    bad = runner.invoke(app, ["replay", str(out), "--json", "--height-cm", "-170"])
+    assert bad.exit_code == 2
