@@ -20,11 +20,12 @@ from sensor.clock import SensorClock
 from sensor.config import AnalysisParams
 from sensor.errors import DecodeError, RecordingError
 from sensor.pipeline import Event, LivePipeline, SessionResult
-from sensor.protocols.base import Profile
+from sensor.protocols.base import DecodedPacket, Profile
 
 HOLD_BAND_HALF_WIDTH_DEG = 5.0
 LINK_KINDS = ("connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped")
 RECORDING_FAILED = "recording_failed"
+ANALYSIS_FAILED = "analysis_failed"
 
 DataItem = tuple[str, float, bytes]
 LinkItem = Union[DataItem, tuple[str, float, str, str]]
@@ -107,6 +108,63 @@ def counter_modulus(profile: Profile) -> int | None:
     return getattr(module, "SEQ_MODULUS", None) if profile.has_sample_counter else None
 
 
+class ReorderBuffer:
+    """Puts notifications that arrive out of order back in sample-counter order.
+
+    A packet that starts after a gap in the counter is held back until the missing samples arrive,
+    or until `max_held` packets are waiting (then the gap is real and everything goes on in counter
+    order). Packets from before the expected counter (late or duplicated) pass at once; the clock
+    drops what it has already seen. Counters are compared modulo `modulus` when given.
+    """
+
+    def __init__(self, modulus: int | None, max_held: int = 3) -> None:
+        self.modulus = modulus
+        self.max_held = max_held
+        self._next: int | None = None
+        self._held: list[tuple[int, float, DecodedPacket]] = []
+
+    def _ahead(self, first: int) -> int:
+        """How far `first` is ahead of the expected counter (negative: behind)."""
+        d = first - self._next
+        if self.modulus is not None:
+            m = self.modulus
+            d = (d + m // 2) % m - m // 2
+        return d
+
+    def push(self, host_time_s: float, packet: DecodedPacket) -> list[tuple[float, DecodedPacket]]:
+        """The packets that may go on now, in order."""
+        first = int(packet.sample_seq[0])
+        if self._next is not None and self._ahead(first) < 0:
+            return [(host_time_s, packet)]
+        self._held.append((first, host_time_s, packet))
+        return self._release(force_one=len(self._held) > self.max_held)
+
+    def flush(self) -> list[tuple[float, DecodedPacket]]:
+        """Everything held, in counter order (at a link change or the end)."""
+        return self._release(force_all=True)
+
+    def _release(self, force_one: bool = False, force_all: bool = False) -> list[tuple[float, DecodedPacket]]:
+        """Release held packets that continue the counter; forced ones accept the gap before them."""
+        out = []
+        while self._held:
+            if self._next is None:
+                i = min(range(len(self._held)), key=lambda k: self._held[k][0])
+            else:
+                i = min(range(len(self._held)), key=lambda k: self._ahead(self._held[k][0]))
+            first = self._held[i][0]
+            if self._next is not None and self._ahead(first) > 0 and not (force_one or force_all):
+                break
+            _, host_s, packet = self._held.pop(i)
+            out.append((host_s, packet))
+            self._next = first + len(packet)
+            force_one = False
+        return out
+
+    def restart(self) -> None:
+        """A new connection: the counter may start anywhere."""
+        self._next = None
+
+
 class LiveSession:
     """One sensor's live session. Not thread-safe: call from one task (the consumer).
 
@@ -122,8 +180,9 @@ class LiveSession:
         self.rate_hz = float(rate_hz)
         self.recorder = recorder
         self.decoder = profile.make_decoder()
-        self.clock = SensorClock(self.rate_hz, has_counter=profile.has_sample_counter,
-                                 counter_modulus=counter_modulus(profile))
+        modulus = counter_modulus(profile)
+        self.clock = SensorClock(self.rate_hz, has_counter=profile.has_sample_counter, counter_modulus=modulus)
+        self.reorder = ReorderBuffer(modulus) if profile.has_sample_counter else None
         self.pipeline = LivePipeline(meta, params, self.rate_hz)
         self.counters = LinkCounters()
         self.connection = "connecting"
@@ -133,6 +192,7 @@ class LiveSession:
         self._last_host_s: float | None = None
         self._finished: SessionResult | None = None
         self.recording_error: str | None = None
+        self.analysis_error: str | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -157,7 +217,18 @@ class LiveSession:
             packets = take_pending() if take_pending is not None else []
         events: list[Event] = []
         for packet in packets:
-            events += self._take(host_time_s, packet)
+            if self.reorder is not None and packet.sample_seq is not None and len(packet):
+                for host_s, p in self.reorder.push(host_time_s, packet):
+                    events += self._take(host_s, p)
+            else:
+                events += self._take(host_time_s, packet)
+        return events
+
+    def _flush_reorder(self) -> list[Event]:
+        events: list[Event] = []
+        if self.reorder is not None:
+            for host_s, packet in self.reorder.flush():
+                events += self._take(host_s, packet)
         return events
 
     def on_link(self, host_time_s: float, state: str, note: str = "") -> list[Event]:
@@ -165,15 +236,18 @@ class LiveSession:
         if state not in LINK_KINDS:
             raise ValueError(f"unknown link state {state!r}; expected one of {LINK_KINDS}")
         previous, self.connection, self.connection_note = self.connection, state, note
+        events = self._flush_reorder()
         if state == "streaming":
             if self._ever_streamed:
                 self.counters.reconnects += 1
                 self.decoder = self.profile.make_decoder()
                 self.clock.reconnected()
+                if self.reorder is not None:
+                    self.reorder.restart()
             self._ever_streamed = True
         elif state in ("stalled", "disconnected") and previous == "streaming":
             self.counters.disconnects += 1
-        return [Event(state, self.session_time_s(host_time_s), message=note)]
+        return events + [Event(state, self.session_time_s(host_time_s), message=note)]
 
     def _take(self, host_time_s: float, packet) -> list[Event]:
         n = len(packet)
@@ -186,13 +260,23 @@ class LiveSession:
         samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
                           block.seq if self.profile.has_sample_counter else None)
         events = self._record(samples)
-        events += self.pipeline.feed(samples)
+        events += self._analyse(samples)
         for event in events:
             if event.kind == "hold_start":
                 self._hold_angle_deg = self.pipeline.state.angle_deg
             elif event.kind in ("hold_end", "rep_done", "rep_aborted"):
                 self._hold_angle_deg = None
         return events
+
+    def _analyse(self, samples: Samples) -> list[Event]:
+        """Feed the pipeline; should the analysis fail, recording goes on and the failure is shown."""
+        if self.analysis_error is not None:
+            return []
+        try:
+            return self.pipeline.feed(samples)
+        except Exception as exc:  # noqa: BLE001 - the recording must outlive an analysis bug
+            self.analysis_error = f"{type(exc).__name__}: {exc}"
+            return [Event(ANALYSIS_FAILED, float(samples.t_s[0]), message=f"analysis stopped: {self.analysis_error}")]
 
     def _record(self, samples: Samples) -> list[Event]:
         """Append to the recording; a failing disk stops the recording, never the live session."""
@@ -242,6 +326,7 @@ class LiveSession:
     def finish(self) -> SessionResult:
         """End of session: flush the recording, close the open rep, return the result (idempotent)."""
         if self._finished is None:
+            self._flush_reorder()
             if self.recorder is not None and self.recording_error is None:
                 try:
                     self.recorder.flush()
@@ -265,6 +350,7 @@ class LiveSession:
             "recording": None if self.recorder is None else self.recorder.path,
             "rows_written": None if self.recorder is None else self.recorder.rows_written,
             "recording_error": self.recording_error,
+            "analysis_error": self.analysis_error,
         }
 
 

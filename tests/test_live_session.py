@@ -274,3 +274,36 @@ def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("holdmon: error:") and message in lines[0]
+
+
+@pytest.mark.parametrize("seq0", [0, 65536 - 1000])
+def test_out_of_order_and_duplicated_notifications_lose_nothing(sim, tmp_path, seq0):
+    """Every received sample is recorded once, in counter order: swapped pairs are put back,
+    duplicates dropped (and counted), a real loss is still a gap (also across the 16-bit wrap)."""
+    packets = holdmon_packets(sim.samples.slice(0, 2400), seq0=seq0)
+    shuffled = list(packets)
+    for k in (40, 200, 350):  # packet k+1 overtakes packet k
+        shuffled[k], shuffled[k + 1] = shuffled[k + 1], shuffled[k]
+    shuffled.insert(500, packets[499])  # a duplicate
+    del shuffled[560]  # a real loss (packet 559)
+    session, writer = make_session(tmp_path)
+    feed(session, shuffled)
+    session.finish()
+    writer.close()
+    rec = read_recording(tmp_path / "live.csv")
+    expected = np.concatenate([np.arange(559 * PER_PACKET), np.arange(560 * PER_PACKET, 600 * PER_PACKET)])
+    np.testing.assert_array_equal(rec.samples.seq, seq0 + expected)
+    assert np.all(np.diff(rec.samples.t_s) > 0)
+    assert [g.missing_samples for g in rec.gaps] == [PER_PACKET]
+    assert session.clock.stats.duplicate_samples == PER_PACKET
+    assert session.clock.stats.lost_samples == PER_PACKET
+
+
+def test_held_packets_are_released_at_a_link_change(sim, tmp_path):
+    packets = holdmon_packets(sim.samples.slice(0, 400))
+    session, writer = make_session(tmp_path)
+    feed(session, packets[:50] + packets[51:53])  # 50 missing: 51 and 52 wait for it
+    assert writer.rows_written == 50 * PER_PACKET
+    session.on_link(packets[53][0], "disconnected", "link lost")
+    writer.close()
+    assert writer.rows_written == 52 * PER_PACKET

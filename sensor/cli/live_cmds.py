@@ -265,8 +265,10 @@ class LiveRun:
                 await consumer
             except HoldmonError as exc:
                 consumer_error = exc
-            finished = [s.finish() for s in self.sessions]
-            self._close_writers()
+            try:
+                finished = [s.finish() for s in self.sessions]
+            finally:
+                self._close_writers()
             if live is not None:
                 from sensor.cli.live_view import render_live
 
@@ -371,6 +373,8 @@ def summary_lines(session, result) -> list[str]:
         flags = f", flags: {', '.join(rep.flags)}" if rep.flags else ""
         lines.append(f"  #{rep.index}: hold {rep.hold_duration_s:.1f} s"
                      f"{' ✓' if rep.target_met else ''}{sway}{flags}")
+    if s["analysis_error"]:
+        lines.append(f"  live analysis stopped: {s['analysis_error']} (replay the recording)")
     if s["recording_error"]:
         lines.append(f"  recording {s['recording']} FAILED after {s['rows_written']} rows: {s['recording_error']}")
     elif s["recording"]:
