@@ -2,7 +2,9 @@
 
 Pure code, no IO. `estimate_ankle_motion(...)` works on one rep: the standing still phase before the
 lift, the lift (about a second) and the start of the hold. It returns an `AnkleEstimate`, or an
-`AnkleRefusal` with the reason when the rep cannot be measured.
+`AnkleRefusal` with the reason when the rep cannot be measured. `estimate_ankle_motions(...)` does the
+same for all reps of a recording in one go (the filter steps through every rep at once; same results).
+`add_rep_extras` (replay) and `LiveRepExtras` (live) put the results into each rep's JSON keys.
 
 Displacement (method "eskf", the default)
 -----------------------------------------
@@ -14,8 +16,10 @@ accelerometer bias. Measurements: zero velocity, zero angular rate and the gravi
 standing; zero velocity with a noise that reflects the leg's sway during the hold. The filter runs on
 the error states only (open loop around the strap-down trajectory, which stays within the small-angle
 range over a few seconds), at `kf_rate_hz`: the transition of the error states over each block of
-samples is integrated exactly from the full-rate signals with cumulative sums, so the rate of the
-Kalman loop does not limit the strap-down accuracy.
+samples is integrated from the strap-down signals with cumulative sums, so the rate of the Kalman loop
+does not limit the strap-down accuracy. Data faster than `imu_rate_max_hz` is block-averaged first.
+Window: up to `rest_use_s` of standing before the lift, the lift, and the hold up to the end of the
+averaging window; the hold's zero-velocity updates start `hold_zupt_delay_s` after its start.
 
 Method "naive" (kept for comparison): the given orientation (offlineVQF), earth-frame acceleration
 minus its standing mean, velocity pinned to zero at the end of the standing phase and a linear
@@ -93,7 +97,7 @@ class AnkleParams:
     gyr_scale_sd: float = 0.01
     init_tilt_sd_deg: float = 0.5
     init_gyr_bias_sd_dps: float = 0.2
-    init_acc_bias_sd_mps2: float = 0.08
+    init_acc_bias_sd_mps2: float = 0.2    # consumer MEMS zero-g offsets reach tens of mg
     rest_zupt_sd_mps: float = 0.005
     rest_zaru_sd_dps: float = 0.3
     rest_gravity_sd_mps2: float = 0.05
@@ -255,12 +259,11 @@ def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
 # ----- windows ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Window:
-    """Sample indices of one rep inside the arrays: standing [rest0, rest1), hold from hold0,
-    averaging [avg0, avg1), used up to end (exclusive)."""
+    """Sample indices of one rep inside the arrays: standing [rest0, rest1), the hold's zero-velocity
+    updates from zupt0, averaging [avg0, avg1), used up to end (exclusive)."""
 
     rest0: int
     rest1: int
-    hold0: int
     zupt0: int
     avg0: int
     avg1: int
@@ -290,7 +293,7 @@ def _find_window(t_s: np.ndarray, gyr_radps: np.ndarray, rest_window_s, hold_win
         return "hold starts before the standing phase ends"
     use_s = p.hold_use_s if p.hold_use_s is not None else need_s
     use_s = min(max(use_s, need_s), hold_end_s - hold_start_s)
-    idx = np.searchsorted(t_s, [rest_start_s, rest_end_s, hold_start_s, hold_start_s + p.hold_zupt_delay_s,
+    idx = np.searchsorted(t_s, [rest_start_s, rest_end_s, hold_start_s + p.hold_zupt_delay_s,
                                 hold_start_s + p.settle_s, hold_start_s + need_s,
                                 hold_start_s + use_s + 1e-9])
     win = _Window(*(int(i) for i in idx))
