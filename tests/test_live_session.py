@@ -22,7 +22,7 @@ LATENCY_S = 0.006
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate_session(SimConfig(reps=3, seed=3, lost_packet_rate=0.0, early_drop_rate=0.0,
+    return simulate_session(SimConfig(reps=2, seed=3, lost_packet_rate=0.0, early_drop_rate=0.0,
                                       balance_loss_rate=0.0, aborted_rate=0.0))
 
 
