@@ -32,6 +32,7 @@ __all__ = ["Event", "LivePipeline", "LiveState", "SessionResult", "Trace", "anal
 REPLAY_FORMAT = "holdmon.replay/1"
 _MOTION_FILTER_ORDER = 2
 _LIVE_REFERENCE_MAX_WAIT_S = 30.0
+_BLOCK = 65536
 
 
 class RecordingLike(Protocol):
@@ -140,16 +141,21 @@ class _Raw:
     t_s: np.ndarray            # (n,)
     up: np.ndarray             # (n, 3) earth up in sensor frame
     acc_up_mps2: np.ndarray    # (n,) earth-frame vertical specific force minus standard gravity
-    lowpassed: np.ndarray      # (n, 6) low-passed gyro (deg/s) and linear acceleration (m/s^2)
+    gyr_lp_dps: np.ndarray     # (n, 3) low-passed gyro
+    lin_lp_mps2: np.ndarray    # (n, 3) low-passed earth-frame linear acceleration
     gyr_dps: np.ndarray        # (n, 3)
+
+    FIELDS = ("t_s", "up", "acc_up_mps2", "gyr_lp_dps", "lin_lp_mps2", "gyr_dps")
 
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
 
     @staticmethod
     def concat(blocks: list["_Raw"]) -> "_Raw":
-        return _Raw(*(np.concatenate([getattr(b, k) for b in blocks])
-                      for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
+        return _Raw(*(np.concatenate([getattr(b, k) for b in blocks]) for k in _Raw.FIELDS))
+
+    def select(self, keep: np.ndarray) -> "_Raw":
+        return _Raw(*(getattr(self, k)[keep] for k in _Raw.FIELDS))
 
 
 def _earth_signals(quat_wxyz: np.ndarray, samples: Samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,17 +191,19 @@ def _motion_filters(params: AnalysisParams, rate_hz: float) -> tuple[np.ndarray,
             lowpass_sos(params.motion_acc_lowpass_hz, rate_hz, order=_MOTION_FILTER_ORDER))
 
 
-def _gyro_speed_dps(lowpassed: np.ndarray, gyr_bias_dps: np.ndarray) -> np.ndarray:
+def _gyro_speed_dps(gyr_lp_dps: np.ndarray, gyr_bias_dps: np.ndarray) -> np.ndarray:
     """|low-passed gyro - bias| (n,) deg/s."""
-    gyr = lowpassed[:, :3] - gyr_bias_dps
+    gyr = gyr_lp_dps - gyr_bias_dps
     return np.sqrt(np.einsum("ij,ij->i", gyr, gyr))
 
 
-def _motion_dps(lowpassed: np.ndarray, gyr_bias_dps: np.ndarray, params: AnalysisParams) -> np.ndarray:
+def _motion_dps(raw: "_Raw", gyr_bias_dps: np.ndarray, params: AnalysisParams,
+                speed_dps: np.ndarray | None = None) -> np.ndarray:
     """Motion score (n,): |low-passed gyro - bias| + weight * |low-passed linear acceleration|."""
-    lin = lowpassed[:, 3:]
-    return (_gyro_speed_dps(lowpassed, gyr_bias_dps)
-            + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin)))
+    lin = raw.lin_lp_mps2
+    if speed_dps is None:
+        speed_dps = _gyro_speed_dps(raw.gyr_lp_dps, gyr_bias_dps)
+    return speed_dps + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin))
 
 
 def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
@@ -219,7 +227,7 @@ def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
     need = max(2, int(round(params.reference_still_s * rate_hz)))
     if n < need:
         return None
-    motion = _motion_dps(raw.lowpassed, np.zeros(3), params)
+    motion = _motion_dps(raw, np.zeros(3), params)
     still = np.concatenate(([False], motion < params.still_threshold_dps, [False])).astype(np.int8)
     edges = np.diff(still)
     starts = np.flatnonzero(edges == 1)
@@ -252,7 +260,7 @@ class _Reference:
 def _make_reference(raw: _Raw, span: tuple[int, int], params: AnalysisParams) -> _Reference:
     i0, i1 = span
     up = raw.up[i0:i1].mean(axis=0)
-    motion = _motion_dps(raw.lowpassed[i0:i1], np.zeros(3), params)
+    motion = _motion_dps(raw, np.zeros(3), params)[i0:i1]
     return _Reference(
         up=up / np.linalg.norm(up),
         gyr_bias_dps=raw.gyr_dps[i0:i1].mean(axis=0),
@@ -263,16 +271,56 @@ def _make_reference(raw: _Raw, span: tuple[int, int], params: AnalysisParams) ->
 
 
 def _features(raw: _Raw, ref: _Reference, params: AnalysisParams) -> Features:
-    speed_dps = _gyro_speed_dps(raw.lowpassed, ref.gyr_bias_dps)
-    lin = raw.lowpassed[:, 3:]
+    speed_dps = _gyro_speed_dps(raw.gyr_lp_dps, ref.gyr_bias_dps)
     return Features(
         t_s=raw.t_s,
-        motion_dps=speed_dps + params.motion_acc_weight_dps_per_mps2 * np.sqrt(np.einsum("ij,ij->i", lin, lin)),
+        motion_dps=_motion_dps(raw, ref.gyr_bias_dps, params, speed_dps),
         acc_up_mps2=raw.acc_up_mps2 - ref.acc_up_offset_mps2,
-        angle_deg=inclination_deg(raw.up, ref.up),
+        angle_deg=_blockwise(lambda lo, hi: inclination_deg(raw.up[lo:hi], ref.up), len(raw), ()),
         gyr_dps=raw.gyr_dps - ref.gyr_bias_dps,
         edge_dps=speed_dps,
     )
+
+
+def _blockwise(fn, n: int, tail: tuple[int, ...]) -> np.ndarray:
+    """fn(lo, hi) -> rows lo:hi of an (n, *tail) result, computed in blocks of _BLOCK rows so the
+    helpers' temporaries stay small on long recordings."""
+    out = np.empty((n, *tail))
+    for lo in range(0, n, _BLOCK):
+        out[lo:lo + _BLOCK] = fn(lo, min(lo + _BLOCK, n))
+    return out
+
+
+def _filtfilt_columns(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Zero-phase filter each column of x (n, c) on its own (smaller temporaries than all at once)."""
+    out = np.empty_like(x)
+    for c in range(x.shape[1]):
+        out[:, c] = filtfilt(sos, np.ascontiguousarray(x[:, c]))
+    return out
+
+
+def _replay_signals(samples: Samples, rate_hz: float, params: AnalysisParams) -> _Raw:
+    """Orientation (offlineVQF over bridged gaps) and zero-phase motion signals of a whole recording.
+
+    Memory matters for hour-long files: vector helpers run in blocks, filters per column, and each
+    full-length intermediate is released as soon as it has been used.
+    """
+    bridged, keep = _bridged(samples, rate_hz, params)
+    kept = (lambda x: x) if keep.all() else (lambda x: x[keep])
+    quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
+    n = len(bridged)
+    up = kept(_blockwise(lambda lo, hi: up_in_sensor(quat[lo:hi]), n, (3,)))
+    lin = _blockwise(lambda lo, hi: to_earth(quat[lo:hi], bridged.acc_mps2[lo:hi]), n, (3,))
+    del quat
+    lin[:, 2] -= STANDARD_GRAVITY_MPS2
+    gyr_sos, acc_sos = _motion_filters(params, rate_hz)
+    acc_up = kept(lin[:, 2]).copy()
+    lin_lp = kept(_filtfilt_columns(acc_sos, lin))  # filters run on the evenly sampled (bridged) series
+    del lin
+    t_s, gyr_dps = kept(bridged.t_s), np.degrees(bridged.gyr_radps)
+    del bridged
+    gyr_lp = kept(_filtfilt_columns(gyr_sos, gyr_dps))
+    return _Raw(t_s, up, acc_up, gyr_lp, lin_lp, kept(gyr_dps))
 
 
 def phase_codes(t_s: np.ndarray, reps: list[Rep]) -> np.ndarray:
@@ -305,18 +353,11 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
         raise DataError(f"{recording.path}: {len(samples)} samples is too few to analyse")
     rate_hz = float(meta.rate_hz) if meta.rate_hz else nominal_rate_hz(samples.t_s)
     gaps = list(recording.gaps) if recording.gaps is not None else find_gaps(samples.t_s, samples.seq, rate_hz)
-    bridged, keep = _bridged(samples, rate_hz, params)
-    quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
-    up, lin, gyr_dps = _earth_signals(quat, bridged)
-    del quat
-    gyr_sos, acc_sos = _motion_filters(params, rate_hz)
-    lowpassed = np.hstack([filtfilt(gyr_sos, gyr_dps), filtfilt(acc_sos, lin)])
-    raw = _Raw(bridged.t_s, up, lin[:, 2], lowpassed, gyr_dps)
-    if not keep.all():
-        raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
+    raw = _replay_signals(samples, rate_hz, params)
     span = find_reference(raw, rate_hz, params, complete=True)
     ref = _make_reference(raw, span, params)
     features = _features(raw, ref, params)
+    del raw
     if params.angle_lowpass_hz:
         angle_sos = lowpass_sos(params.angle_lowpass_hz, rate_hz)
         features = Features(features.t_s, features.motion_dps, features.acc_up_mps2,
@@ -325,7 +366,7 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
     tracker = PhaseTracker(params, placement, rate_hz)
     tracker.feed(features)
     tracker.finish()
-    received = bridged if keep.all() else Samples(bridged.t_s[keep], bridged.acc_mps2[keep], bridged.gyr_radps[keep])
+    received = fill_short_gaps(samples, rate_hz, params.gap_fill_max_samples)
     add_rep_extras(tracker.reps, placement, received.t_s, received.acc_mps2, received.gyr_radps,
                    features.t_s, features.angle_deg, ankle_params_from(params))
     issues = list(recording.issues or [])
@@ -409,10 +450,10 @@ class LivePipeline:
         self._ankle.append_samples(filled.t_s[keep], filled.acc_mps2[keep], filled.gyr_radps[keep])
         quat = self._orientation.update(filled.gyr_radps, filled.acc_mps2)
         up, lin, gyr_dps = _earth_signals(quat, filled)
-        lowpassed = np.hstack([self._gyr_lowpass.process(gyr_dps), self._acc_lowpass.process(lin)])
-        raw = _Raw(filled.t_s, up, lin[:, 2], lowpassed, gyr_dps)
+        raw = _Raw(filled.t_s, up, lin[:, 2], self._gyr_lowpass.process(gyr_dps),
+                   self._acc_lowpass.process(lin), gyr_dps)
         if not keep.all():
-            raw = _Raw(*(getattr(raw, k)[keep] for k in ("t_s", "up", "acc_up_mps2", "lowpassed", "gyr_dps")))
+            raw = raw.select(keep)
         if self._reference is None:
             self._pending.append(raw)
             events += self._try_reference()
