@@ -307,3 +307,37 @@ def test_held_packets_are_released_at_a_link_change(sim, tmp_path):
     session.on_link(packets[53][0], "disconnected", "link lost")
     writer.close()
     assert writer.rows_written == 52 * PER_PACKET
+
+
+def test_polar_frames_are_timed_by_the_sensor_clock(tmp_path):
+    """Polar PMD: no sample counter; the sensor's nanosecond timestamps place samples and gaps."""
+    from sensor.protocols import polar
+
+    rate_hz = polar.NORMAL_RATE_HZ
+    s = simulate_session(SimConfig(reps=1, seed=4, rate_hz=rate_hz, lost_packet_rate=0.0)).samples
+    per_frame = 8
+    t0_ns = 800_000_000 * 10**9
+    frames = []
+    for i in range(0, 1200 - per_frame + 1, per_frame):
+        sl = slice(i, i + per_frame)
+        stamp_ns = t0_ns + round(s.t_s[i + per_frame - 1] * 1e9)
+        arrival = 20.0 + s.t_s[i + per_frame - 1] + LATENCY_S
+        frames.append((arrival, [polar.encode_frame(polar.ACC, stamp_ns, polar.quantise(polar.ACC, s.acc_mps2[sl])),
+                                 polar.encode_frame(polar.GYRO, stamp_ns, polar.quantise(polar.GYRO, s.gyr_radps[sl]))]))
+    kept = frames[:100] + frames[103:]  # three frame pairs lost
+    meta = RecordingMeta(device="Polar Sense 1", profile="polar", rate_hz=rate_hz)
+    writer = RecordingWriter(tmp_path / "polar.csv", meta, with_seq=False)
+    session = LiveSession(polar.PROFILE, meta, AnalysisParams(), rate_hz, recorder=writer)
+    session.on_link(19.0, "streaming", "connected")
+    for arrival, payloads in kept:
+        for k, payload in enumerate(payloads):
+            session.on_notification(arrival + k * 1e-4, payload)
+    writer.close()
+    rec = read_recording(tmp_path / "polar.csv")
+    assert session.counters.bad_packets == 0
+    assert rec.samples.seq is None
+    assert len(rec.samples) == len(kept) * per_frame
+    assert session.clock.stats.lost_samples == 3 * per_frame
+    assert [g.missing_samples for g in rec.gaps] == [3 * per_frame]
+    assert np.median(np.diff(rec.samples.t_s)) == pytest.approx(1 / rate_hz, rel=1e-3)
+    np.testing.assert_allclose(rec.samples.acc_mps2[:800], s.acc_mps2[:800], atol=0.01)
