@@ -225,34 +225,41 @@ def _parse_block_fast(block: bytes, ncols: int) -> np.ndarray | None:
     np.take(_TABLE_FLAT, index, out=terms, mode="clip")
     starts = sep - lengths + 1
     sums = np.add.reduceat(terms, starts)
-    values = _decode_sums(sums, a, starts, lengths, mask, mask2)
+    values = _decode_sums(sums, a, sep, lengths)
     return None if values is None else values.reshape(-1, ncols)
 
 
-def _decode_sums(sums: np.ndarray, a: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                 buf: np.ndarray, buf2: np.ndarray) -> np.ndarray | None:
-    """Numbers from the per-field table sums; None if a field is not a plain decimal number."""
+def _decode_sums(sums: np.ndarray, a: np.ndarray, sep: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+    """Numbers from the per-field table sums; None if a field is not a plain decimal number.
+
+    A sum splits exactly into marks (multiples of 2**47: the dot's q, plus 32 for a minus) and the digits.
+    Two dots or two minus signs in one field give marks that point at no dot or exceed the range.
+    """
     if np.isnan(sums).any():  # a byte that is not a digit, separator, dot or minus
         return None
-    negative = sums >= _MINUS_MARK
-    sums[negative] -= _MINUS_MARK
-    q_dot = np.floor(sums / _DOT_UNIT)
-    full = sums - q_dot * _DOT_UNIT
-    has_dot = q_dot > 0
-    n_minus = int(np.count_nonzero(np.equal(a, 45, out=buf)))
-    n_dots = int(np.count_nonzero(np.equal(a, 46, out=buf2)))
-    if n_dots != int(np.count_nonzero(has_dot)) or n_minus != int(np.count_nonzero(negative)):
-        return None  # two dots or two minus signs in a field
-    if n_minus and n_minus != int(np.count_nonzero(a[starts] == 45)):
-        return None  # a minus that is not the first character
-    n_digits = lengths - 1 - has_dot - negative
-    if n_digits.min() < 1:  # '-', '.', '-.'
+    marks = np.floor(sums * (1.0 / _DOT_UNIT))
+    full = sums - marks * _DOT_UNIT  # the digits as an integer, the dot counted as a 0 digit
+    if marks.max() >= 64:
         return None
-    if n_dots:
-        scale = _POW10[np.maximum(q_dot.astype(np.int64) - 1, 0)]  # 10**decimals
-        frac = np.fmod(full, scale)
-        full = np.where(has_dot, ((full - frac) / 10.0 + frac) / scale, full)
-    if n_minus:
+    negative = marks >= 32
+    q_dot = marks - 32.0 * negative
+    has_dot = q_dot > 0
+    chars = lengths - 1
+    if (q_dot > chars).any():
+        return None
+    q_int = q_dot.astype(np.int32)
+    if not (a[sep - q_int] == 46)[has_dot].all():  # the mark must point at the field's one dot
+        return None
+    if negative.any() and not (a[sep - chars] == 45)[negative].all():  # minus first, if anywhere
+        return None
+    if (chars - has_dot - negative).min() < 1:  # no digit: '-', '.', '-.'
+        return None
+    if has_dot.any():
+        scale = _POW10[np.maximum(q_int - 1, 0)]  # 10**decimals (1 without a dot)
+        upper = np.floor(full / scale)  # exact: both are integers below 2**53
+        lower = full - upper * scale
+        full = np.where(has_dot, (upper / 10.0 * scale + lower) / scale, full)
+    if negative.any():
         np.negative(full, out=full, where=negative)
     return full
 
@@ -369,6 +376,9 @@ def read_recording(path: str | os.PathLike, *, defaults: dict | None = None) -> 
     issues += more
     if meta.rate_hz is None:
         meta.rate_hz = round(nominal_rate_hz(samples.t_s), 3)
+        if not 0 < meta.rate_hz < math.inf:
+            raise RecordingError(path, f"the timestamps give no usable sample rate ({meta.rate_hz} Hz); "
+                                 "declare 'rate_hz: N' in the file", header_line)
     gaps = find_gaps(samples.t_s, samples.seq, meta.rate_hz)
     if gaps:
         missing = sum(g.missing_samples for g in gaps)
