@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import sensor.recording as rec
 from sensor.errors import RecordingError
@@ -449,3 +451,24 @@ def test_seq_that_goes_backwards_is_not_trusted_for_gaps(tmp_path: Path) -> None
     assert kinds(got)["seq_not_increasing"].line is not None
     assert got.samples.seq is None and got.gaps == []
     assert not math.isnan(got.samples.t_s[0])
+
+
+@given(st.lists(st.text(alphabet="0123456789.-", min_size=1, max_size=9), min_size=1, max_size=12))
+def test_fast_parser_equals_float_or_declines(fields: list[str]) -> None:
+    block = ("\n".join(f"{f},7" for f in fields) + "\n").encode()
+    parsed = rec._parse_block_fast(block, 2)
+    try:
+        expected = [float(f) for f in fields]
+    except ValueError:
+        assert parsed is None
+        return
+    assert parsed is not None
+    np.testing.assert_array_equal(parsed[:, 0], expected)
+
+
+@given(st.lists(st.floats(-99999, 99999), min_size=1, max_size=50), st.integers(0, 7))  # <= 14 chars
+def test_fast_parser_reads_every_plain_decimal(values: list[float], decimals: int) -> None:
+    texts = [f"{v:.{decimals}f}" for v in values]
+    parsed = rec._parse_block_fast(("\n".join(texts) + "\n").encode(), 1)
+    assert parsed is not None
+    np.testing.assert_array_equal(parsed[:, 0], [float(t) for t in texts])
