@@ -34,7 +34,11 @@ def test_sag_is_the_slope_of_a_linear_fit():
     angle += 60.0 - 0.4 * t
     m = hold_metrics(t, angle, gyr, 0.0, 13.0, RATE_HZ, AnalysisParams())
     assert m.sag_deg_per_s == pytest.approx(-0.4, abs=1e-6)
-    assert "sagging" in rep_flags(13.0, m, 0, False, False, AnalysisParams())
+    assert "sagging" in rep_flags(13.0, m, 0, False, False, AnalysisParams(), "thigh")
+    assert "sagging" in rep_flags(13.0, m, 0, False, False, AnalysisParams(), "ankle")
+    rising = hold_metrics(t, 60.0 + 0.4 * t, gyr, 0.0, 13.0, RATE_HZ, AnalysisParams())
+    assert "sagging" not in rep_flags(13.0, rising, 0, False, False, AnalysisParams(), "thigh")
+    assert "sagging" in rep_flags(13.0, rising, 0, False, False, AnalysisParams(), "ankle")
 
 
 def test_tremor_rms_counts_only_the_4_12_hz_band():

@@ -122,18 +122,27 @@ def _tremor(gyr_dps: np.ndarray, rate_hz: float,
     return float(powers.mean()), float(last.mean() / first.mean())
 
 
+def is_sagging(sag_deg_per_s: float, placement: str, params: AnalysisParams) -> bool:
+    """Thigh: the angle falls towards standing at >= sag_limit_deg_per_s. Ankle: the shank's tilt
+    drifts either way at that rate (its tilt is unsigned and the shank may hang either side of
+    vertical, so the direction of a hip sag cannot be told from it)."""
+    if placement == "thigh":
+        return sag_deg_per_s <= -params.sag_limit_deg_per_s
+    return abs(sag_deg_per_s) >= params.sag_limit_deg_per_s
+
+
 def rep_flags(hold_duration_s: float, metrics: HoldMetrics, corrections: int, aborted: bool,
-              balance_loss: bool, params: AnalysisParams) -> list[str]:
+              balance_loss: bool, params: AnalysisParams, placement: str = "thigh") -> list[str]:
     """Flags in sensor.types.REP_FLAGS order.
 
-    early_drop: the hold ended before target_hold_s. sagging: the angle fell towards standing faster
-    than sag_limit_deg_per_s. unsteady: sway SD above unsteady_sway_sd_deg or at least
-    unsteady_corrections corrections. balance_loss and aborted come from the phase tracker.
+    early_drop: the hold ended before target_hold_s. sagging: see `is_sagging`. unsteady: sway SD
+    above unsteady_sway_sd_deg or at least unsteady_corrections corrections. balance_loss and
+    aborted come from the phase tracker.
     """
     flags: list[str] = []
     if not aborted and hold_duration_s < params.target_hold_s:
         flags.append("early_drop")
-    if metrics.sag_deg_per_s is not None and metrics.sag_deg_per_s <= -params.sag_limit_deg_per_s:
+    if metrics.sag_deg_per_s is not None and is_sagging(metrics.sag_deg_per_s, placement, params):
         flags.append("sagging")
     if (metrics.sway_sd_deg is not None and metrics.sway_sd_deg > params.unsteady_sway_sd_deg) or (
             corrections >= params.unsteady_corrections):

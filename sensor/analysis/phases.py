@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sensor.analysis.metrics import hold_metrics, rep_flags
+from sensor.analysis.metrics import hold_metrics, is_sagging, rep_flags
 from sensor.config import AnalysisParams
 from sensor.errors import ConfigError
 from sensor.types import Placement, Rep
@@ -459,7 +459,7 @@ class PhaseTracker:
 
     def _sag_ticks(self, rep: "_RepState", until: int, t_last: float, window_start_s: float) -> None:
         """Every _SAG_TICK_S, the slope of the angle since the settled hold began; 'sagging' once
-        it falls below -sag_limit_deg_per_s. Vectorised over all ticks up to t_last."""
+        it sags (metrics.is_sagging). Vectorised over all ticks up to t_last."""
         first = rep.sag_ticks_done
         last = int(math.floor((t_last - rep.first_sag_tick_s) / _SAG_TICK_S))
         ticks_s = rep.first_sag_tick_s + _SAG_TICK_S * np.arange(first, last + 1)
@@ -481,7 +481,7 @@ class PhaseTracker:
         den = count * s_tt - s_t ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             slope = np.where((count >= 3) & (den > 0), (count * s_tx - s_t * s_x) / den, 0.0)
-        sagging = np.flatnonzero(slope <= -self.params.sag_limit_deg_per_s)
+        sagging = np.flatnonzero([is_sagging(x, self.placement, self.params) for x in slope])
         if sagging.size:
             rep.sag_emitted = True
             self._events.append(Event("sagging", float(ticks_s[sagging[0]]), message="leg sagging"))
@@ -507,7 +507,7 @@ class PhaseTracker:
         duration_s = hold_end_s - hold_start_s
         metrics = hold_metrics(span.t_s, span.angle_deg, span.gyr_dps, hold_start_s, hold_end_s,
                                self.rate_hz, p)
-        flags = rep_flags(duration_s, metrics, rep.corrections, False, balance_loss, p)
+        flags = rep_flags(duration_s, metrics, rep.corrections, False, balance_loss, p, self.placement)
         return Rep(
             index=rep.index,
             lift_start_s=rep.lift_start_s,
