@@ -15,12 +15,12 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
-from sensor.types import RecordingMeta, Rep, Samples
 from sensor.clock import SensorClock
 from sensor.config import AnalysisParams
 from sensor.errors import DecodeError, RecordingError
 from sensor.pipeline import Event, LivePipeline, SessionResult
 from sensor.protocols.base import DecodedPacket, Profile
+from sensor.types import RecordingMeta, Rep, Samples
 
 HOLD_BAND_HALF_WIDTH_DEG = 5.0
 LINK_KINDS = ("connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped")

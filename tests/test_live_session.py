@@ -322,8 +322,9 @@ def test_polar_frames_are_timed_by_the_sensor_clock(tmp_path):
         sl = slice(i, i + per_frame)
         stamp_ns = t0_ns + round(s.t_s[i + per_frame - 1] * 1e9)
         arrival = 20.0 + s.t_s[i + per_frame - 1] + LATENCY_S
-        frames.append((arrival, [polar.encode_frame(polar.ACC, stamp_ns, polar.quantise(polar.ACC, s.acc_mps2[sl])),
-                                 polar.encode_frame(polar.GYRO, stamp_ns, polar.quantise(polar.GYRO, s.gyr_radps[sl]))]))
+        acc = polar.encode_frame(polar.ACC, stamp_ns, polar.quantise(polar.ACC, s.acc_mps2[sl]))
+        gyr = polar.encode_frame(polar.GYRO, stamp_ns, polar.quantise(polar.GYRO, s.gyr_radps[sl]))
+        frames.append((arrival, [acc, gyr]))
     kept = frames[:100] + frames[103:]  # three frame pairs lost
     meta = RecordingMeta(device="Polar Sense 1", profile="polar", rate_hz=rate_hz)
     writer = RecordingWriter(tmp_path / "polar.csv", meta, with_seq=False)

@@ -144,3 +144,8 @@ def test_event_lines_for_scripts():
     line = format_event(Event("rep_done", 19.94, rep=rep(index=1, flags=["sagging"])))
     assert line == "   19.94 s  rep_done  #1  hold 12.5 s  angle 45.0°  sway SD 1.30°  flags: sagging"
     assert format_event(Event("stalled", 3.0, message="no data for 1.0 s")).endswith("stalled  no data for 1.0 s")
+
+
+def test_messages_are_listed_under_the_panels():
+    out = text_of(render_live(LiveView((sensor(),), messages=("holdmon-1A2B: last bad packet: holdmon packet: x",))))
+    assert out.rstrip().endswith("holdmon-1A2B: last bad packet: holdmon packet: x")

@@ -14,10 +14,10 @@ import sys
 import tempfile
 import time
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -25,6 +25,9 @@ from rich.console import Console
 from rich.live import Live
 
 from sensor.errors import ConfigError, DeviceError, HoldmonError, RecordingError
+
+if TYPE_CHECKING:
+    from sensor.live import LiveSession
 
 CUE_EVENTS = {"hold_start": "hold", "target_reached": "target", "sagging": "sagging", "lower_now": "lower"}
 UI_REFRESH_S = 0.125
@@ -153,7 +156,6 @@ class LiveOptions:
     json_out: bool
     sound: bool
     params: object = None
-    messages: list[str] = field(default_factory=list)
 
 
 def check_live_options(opts: LiveOptions) -> None:
@@ -219,7 +221,7 @@ class LiveRun:
                 self.err.print(f"sound unavailable: {self.tones.reason}")
         return await self._stream(queue)
 
-    def _open_session(self, index: int, sensor) -> object:
+    def _open_session(self, index: int, sensor) -> "LiveSession":
         from sensor.ble import nearest_rate_hz
         from sensor.live import LiveSession
         from sensor.protocols import get_profile
@@ -329,9 +331,13 @@ class LiveRun:
 
         params = self.opts.params
         elapsed = 0.0 if self.started_s is None else time.monotonic() - self.started_s
+        messages = tuple(f"{s.meta.device}: last bad packet: {s.counters.last_decode_error}"
+                         for s in self.sessions if s.counters.last_decode_error)
+        messages += tuple(f"{s.meta.device}: live analysis stopped: {s.analysis_error}"
+                          for s in self.sessions if s.analysis_error)
         return LiveView(tuple(s.view() for s in self.sessions), elapsed_s=elapsed,
                         duration_s=self.opts.duration_s, target_hold_s=params.target_hold_s,
-                        goal_hold_s=params.goal_hold_s)
+                        goal_hold_s=params.goal_hold_s, messages=messages)
 
     def _flush_writers(self) -> None:
         for session in self.sessions:
