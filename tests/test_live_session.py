@@ -342,3 +342,28 @@ def test_polar_frames_are_timed_by_the_sensor_clock(tmp_path):
     assert [g.missing_samples for g in rec.gaps] == [3 * per_frame]
     assert np.median(np.diff(rec.samples.t_s)) == pytest.approx(1 / rate_hz, rel=1e-3)
     np.testing.assert_allclose(rec.samples.acc_mps2[:800], s.acc_mps2[:800], atol=0.01)
+
+
+def test_link_drop_with_the_counter_paused_is_a_time_jump(sim, tmp_path):
+    """holdmon firmware: a disconnect stops the stream and pauses the counter; after the reconnect the
+    counter goes on without a jump. The recording shows the pause as a jump in time, seq unbroken."""
+    s = sim.samples
+    first = holdmon_packets(s.slice(0, 1000))
+    pause_s = 3.0
+    # the sensor resumes with sample 1000 (counter paused), but 3 s later in host time
+    second = holdmon_packets(s.slice(1000, 2000), seq0=1000, host0_s=first[-1][0] + pause_s - s.t_s[1000], seed=2)
+    session, writer = make_session(tmp_path)
+    feed(session, first)
+    session.on_link(first[-1][0] + 1.0, "disconnected", "link lost")
+    session.on_link(second[0][0] - 0.05, "streaming", "reconnected")
+    for host_s, payload in second:
+        session.on_notification(host_s, payload)
+    writer.close()
+    rec = read_recording(tmp_path / "live.csv")
+    np.testing.assert_array_equal(rec.samples.seq, np.arange(2000))
+    dt = np.diff(rec.samples.t_s)
+    jump = int(np.argmax(dt))
+    assert jump == 999
+    assert dt[jump] == pytest.approx(pause_s, abs=0.1)  # re-anchored on the first packet: its jitter
+    assert np.all(np.abs(np.delete(dt, jump) - 1 / RATE_HZ) < 0.5 / RATE_HZ)
+    assert session.clock.stats.lost_samples == 0 and session.clock.stats.counter_resets == 0
