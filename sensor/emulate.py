@@ -33,6 +33,9 @@ sample counter `i` where the profile has one, and is sent no earlier than `t0 + 
 on a monotonic clock, so timing errors never accumulate. A notification carries several samples and
 is sent once its last sample is due.
 
+If org.bluez goes away (bluetoothd restarted), streaming stops; when it comes back the emulator
+registers its application and advertisement again.
+
 The module has a pure part (schedule, source cursor, per-profile packet generation and command
 handling: no IO) and a D-Bus part (`Peripheral`, `run_emulator`).
 """
@@ -354,6 +357,11 @@ ADVERTISEMENT_REFRESH_S = 0.5
 ADVERTISEMENT_DATA_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
 """16-bit key (SIG base) for the changing ServiceData byte: 4 bytes over the air."""
 DBUS_CALL_TIMEOUT_S = 5.0
+BLUEZ_OWNER_MATCH = ("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+                     "member='NameOwnerChanged',arg0='org.bluez'")
+REREGISTER_RETRY_S = 0.2
+REREGISTER_TIMEOUT_S = 30.0
+"""After a bluetoothd restart, registering is retried this long (its adapters appear after its name)."""
 
 
 class GattService(ServiceInterface):
@@ -491,6 +499,7 @@ class EmulatorReport:
     first_index: int | None = None
     last_index: int | None = None
     subscriptions: int = 0
+    registrations: int = 0
     writes: int = 0
     source_exhausted: bool = False
     commands: list[str] = field(default_factory=list)
@@ -526,6 +535,7 @@ class Peripheral:
         self.schedule: StreamSchedule | None = None
         self.schedule_first_index = 0
         self.stream_task: asyncio.Task | None = None
+        self.register_task: asyncio.Task | None = None
         self.started = False
 
     def _at_rate(self, rate_hz: float) -> Samples:
@@ -628,9 +638,48 @@ class Peripheral:
         for i, char in enumerate(self.chars.values()):
             self.bus.export(f"{service_path}/char{i}", char)
         self.bus.export(ADVERTISEMENT_PATH, self.advertisement)
+        self.bus.add_message_handler(self._on_bus_message)
+        await self._call_bus("AddMatch", BLUEZ_OWNER_MATCH)
+        await self._register()
+
+    async def _register(self) -> None:
         await self._call("org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [APP_PATH, {}])
         await self._call("org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", "oa{sv}",
                          [ADVERTISEMENT_PATH, {}])
+        self.report.registrations += 1
+
+    def _on_bus_message(self, msg: Message) -> None:
+        """org.bluez went away (bluetoothd restarted): every link is gone; when it is back, register
+        again, retrying until its adapters exist."""
+        if (msg.message_type != MessageType.SIGNAL or msg.member != "NameOwnerChanged"
+                or not msg.body or msg.body[0] != BLUEZ):
+            return
+        _, old_owner, new_owner = msg.body
+        if old_owner:
+            self._stop()
+            for char in self.chars.values():
+                char.notifying = False
+        if new_owner:
+            self.register_task = asyncio.create_task(self._register_again())
+
+    async def _register_again(self) -> None:
+        deadline_s = time.monotonic() + REREGISTER_TIMEOUT_S
+        while True:
+            try:
+                await self._register()
+                return
+            except (DeviceError, asyncio.TimeoutError) as exc:
+                if time.monotonic() > deadline_s:
+                    print(f"emulate: cannot register again with {BLUEZ}: {exc}", file=sys.stderr, flush=True)
+                    return
+                await asyncio.sleep(REREGISTER_RETRY_S)
+
+    async def _call_bus(self, member: str, rule: str) -> None:
+        reply = await self.bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member=member, signature="s", body=[rule]))
+        if reply.message_type == MessageType.ERROR:
+            raise DeviceError(f"D-Bus {member} failed: {reply.error_name} {reply.body}")
 
     async def stop(self) -> None:
         """Stop streaming, unregister (best effort) and leave the bus."""

@@ -148,6 +148,35 @@ def _terminate(proc: subprocess.Popen) -> None:
         proc.wait(STOP_TIMEOUT_S)
 
 
+def _start_bluezoo(stack: BleStack) -> None:
+    """Start the patched BlueZoo on the stack's bus (log: bluezoo.log in the temp dir) and wait until
+    its adapters are powered. It becomes stack.processes[1]."""
+    argv = [sys.executable, str(Path(__file__).with_name("bluezoo_patched.py")),
+            "--auto-enable", "--scan-interval", "1"]
+    for address in ADAPTER_ADDRESSES:
+        argv += ["-a", address]
+    log_path = stack.tmp_dir / "bluezoo.log"
+    with open(log_path, "a") as log:
+        bluezoo = subprocess.Popen(argv, env=stack.env, stdout=subprocess.DEVNULL, stderr=log)
+    stack.processes[1:2] = [bluezoo]
+    _wait_adapters_powered(stack.address, bluezoo, log_path)
+
+
+def restart_bluezoo(stack: BleStack, *, kill: bool = False) -> None:
+    """End BlueZoo by PID (SIGTERM, or SIGKILL with kill=True) and start a fresh one on the same bus.
+
+    Every adapter, device, connection and registration is gone afterwards, as after a bluetoothd
+    restart: peripherals must register again, centrals must reconnect.
+    """
+    bluezoo = stack.processes[1]
+    if kill:
+        os.kill(bluezoo.pid, signal.SIGKILL)
+        bluezoo.wait(STOP_TIMEOUT_S)
+    else:
+        _terminate(bluezoo)
+    _start_bluezoo(stack)
+
+
 def start_ble_stack() -> BleStack:
     """Start dbus-daemon and the patched BlueZoo; the caller must call stop_ble_stack()."""
     tmp_dir = Path(tempfile.mkdtemp(prefix="holdmon-ble-"))
@@ -162,15 +191,7 @@ def start_ble_stack() -> BleStack:
         if not stack.address:
             raise RuntimeError(f"dbus-daemon printed no address: {daemon.stderr.read()}")
         stack.env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": stack.address}
-        argv = [sys.executable, str(Path(__file__).with_name("bluezoo_patched.py")), "-v",
-                "--auto-enable", "--scan-interval", "1"]
-        for address in ADAPTER_ADDRESSES:
-            argv += ["-a", address]
-        log_path = tmp_dir / "bluezoo.log"
-        with open(log_path, "w") as log:
-            bluezoo = subprocess.Popen(argv, env=stack.env, stdout=subprocess.DEVNULL, stderr=log)
-        stack.processes.append(bluezoo)
-        _wait_adapters_powered(stack.address, bluezoo, log_path)
+        _start_bluezoo(stack)
     except BaseException:
         stop_ble_stack(stack)
         raise

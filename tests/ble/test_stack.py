@@ -149,3 +149,17 @@ def test_link_dropped_by_the_stack_is_reported_and_reconnects(ble_stack, emulato
 
     before, after = asyncio.run(scenario())
     assert before > 0 and after > 0
+
+
+def test_emulator_registers_again_after_bluez_restart(ble_stack, emulators, make_source):
+    from .conftest import restart_bluezoo
+
+    source = make_source(100.0, seconds=3.0)
+    emulator = emulators.start("hci1", source.path, profile="holdmon", rate_hz=100.0)
+    restart_bluezoo(ble_stack, kill=True)
+    payloads = asyncio.run(subscribe_and_collect(emulator.name, "holdmon", 100.0, len(source.samples),
+                                                 timeout_s=15.0))
+    report = emulator.stop()
+    assert report["registrations"] == 2
+    got = decoded("holdmon", payloads)
+    np.testing.assert_array_equal(got.seq, np.arange(len(source.samples)))
