@@ -368,12 +368,15 @@ class PhaseTracker:
         return by_angle or by_height
 
     def _is_lift(self, info: dict) -> bool:
-        """Settled higher (thigh: at a lift angle, and higher)."""
+        """Settled higher, near the highest point of the motion (thigh: at a lift angle, and higher).
+        A long motion that went much higher than where it settled is an aborted rep: its small net
+        rise is within the integration drift."""
         p = self.params
+        near_top = info["net_cm"] >= 0.5 * info["max_cm"]
         if self.placement == "thigh":
             return (info["angle_after"] >= p.lift_angle_min_deg
-                    and info["net_cm"] >= 0.5 * p.lift_rise_min_cm)
-        return info["net_cm"] >= p.lift_rise_min_cm
+                    and info["net_cm"] >= 0.5 * p.lift_rise_min_cm and near_top)
+        return info["net_cm"] >= p.lift_rise_min_cm and near_top
 
     def _classify_in_hold(self, start: int, end: int, settled: bool, info: dict) -> None:
         p = self.params
