@@ -163,7 +163,7 @@ class SensorLink:
     """One sensor's connection, kept up until `stop` is set: connect, configure, subscribe, watch.
 
     The link is considered lost when bleak reports a disconnect or when no notification arrived for
-    `watchdog_s` (the stack does not always report a vanished peripheral). It then reconnects to the
+    `watchdog_s` (the stack does not always report a vanished peripheral; see `silence_limit_s`). It then reconnects to the
     same address with backoff (`BACKOFF_S`), rescanning for it first. The first connection gives up
     after `first_attempts` failures (DeviceError from `run`); later ones retry until stopped.
     """
@@ -181,16 +181,26 @@ class SensorLink:
         self.first_attempts = first_attempts
         self.rescan_timeout_s = rescan_timeout_s
         self.last_rx_s = 0.0
-        self.streamed = False
+        self.mean_interval_s = 0.0
+        self.notifications = 0
+        self.connections = 0
 
     def _link(self, state: str, note: str = "") -> None:
         self.emit(("link", time.monotonic(), state, note))
 
     def _on_notify(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
-        """The notify callback: stamp and hand over, nothing else."""
+        """The notify callback: stamp and hand over (and keep the mean notification interval)."""
         now = time.monotonic()
+        if now > self.last_rx_s:
+            self.mean_interval_s += 0.05 * (now - self.last_rx_s - self.mean_interval_s)
         self.last_rx_s = now
+        self.notifications += 1
         self.emit(("data", now, bytes(data)))
+
+    def silence_limit_s(self) -> float:
+        """No data for this long means the link is gone: watchdog_s, or 3 mean notification intervals
+        for sensors that notify rarely (Polar sends a frame about every second)."""
+        return max(self.watchdog_s, 3.0 * self.mean_interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the link up until stop is set; emits link states and data. Always ends with 'stopped'."""
@@ -202,14 +212,15 @@ class SensorLink:
                 try:
                     if device is None:
                         device = await self._rescan(stop)
+                    received = self.notifications
                     reason = await self._connected_session(device, stop)
-                    failures = 0 if self.streamed else failures + 1
+                    failures = 0 if self.notifications > received else failures + 1
                 except Exception as exc:  # noqa: BLE001 - any failure of the stack is a failed attempt
                     failures += 1
                     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if stop.is_set():
                     break
-                if not self.streamed and failures >= self.first_attempts:
+                if self.notifications == 0 and failures >= self.first_attempts:
                     raise DeviceError(f"cannot connect to {self.sensor.address}: {reason}")
                 device = None
                 delay_s = BACKOFF_S[min(max(failures - 1, 0), len(BACKOFF_S) - 1)]
@@ -237,14 +248,16 @@ class SensorLink:
             return ""
         try:
             profile = self.profile
+            # Announced before subscribing: some sensors stream as soon as notifications are on, and
+            # the consumer must see the new connection before its first packet.
+            self.last_rx_s = time.monotonic() + FIRST_DATA_GRACE_S
+            self.connections += 1
+            self._link("streaming", "reconnected" if self.connections > 1 else "connected")
             for uuid in (profile.notify_uuid, *profile.extra_notify_uuids):
                 await client.start_notify(_characteristic(client, profile, uuid), self._on_notify)
             for uuid, payload in profile.start_commands(self.rate_hz):
                 char = _characteristic(client, profile, uuid)
                 await client.write_gatt_char(char, payload, response="write" in char.properties)
-            self.last_rx_s = time.monotonic() + FIRST_DATA_GRACE_S
-            self._link("streaming", "reconnected" if self.streamed else "connected")
-            self.streamed = True
             reason = await self._watch(stop, lost)
             if reason:
                 self._link("stalled" if not lost.is_set() else "disconnected", reason)
@@ -265,7 +278,7 @@ class SensorLink:
             if lost.is_set():
                 return "disconnected by the device or the stack"
             silent_s = time.monotonic() - self.last_rx_s
-            if silent_s > self.watchdog_s and late_s < 0.5 * self.watchdog_s:
+            if silent_s > self.silence_limit_s() and late_s < 0.5 * self.watchdog_s:
                 return f"no data for {silent_s:.1f} s"
             wake_s = time.monotonic() + WATCH_TICK_S
             await _sleep_unless(stop, WATCH_TICK_S)
