@@ -21,6 +21,8 @@ Entry point (used by the `holdmon emulate` command)::
         stop: asyncio.Event | None = None, # set it to end the emulator
         handle_signals: bool = True,       # SIGTERM/SIGINT end the emulator cleanly
         status: TextIO | None = sys.stdout,  # where the "ready ..." and "done {json}" lines go
+        emit_log: str | os.PathLike | None = None,  # append one line per notification sent (see below)
+        glitches: tuple[str, ...] = (),    # what SIGUSR1 injects: "garbage", "duplicate", "reorder"
     ) -> EmulatorReport
 
 The status stream gets exactly one `ready: ...` line once the application and the advertisement are
@@ -32,6 +34,15 @@ Sample `i` of the stream (counted from the source's first sample, continuing acr
 sample counter `i` where the profile has one, and is sent no earlier than `t0 + (i - i0) / rate_hz`
 on a monotonic clock, so timing errors never accumulate. A notification carries several samples and
 is sent once its last sample is due.
+
+Fault injection (tests and benchmarks). With `emit_log`, every notification is logged when it is
+handed to D-Bus, one line each, written straight to the file (so a SIGKILLed emulator leaves an exact
+log): `<monotonic s> start <pid> <first index>` once, `<s> data <first index> <n>` per data
+notification, `<s> dup <first index> <n>` for a duplicated one, `<s> garbage <bytes>` for an injected
+undecodable one. With `glitches`, SIGUSR1 queues those faults for the next data notifications:
+`garbage` sends an undecodable notification before it, `duplicate` sends it twice, `reorder` holds it
+back and sends it after the following one (out of order). A restarted emulator given `start_s=0`
+is a sensor that rebooted with its sample counter reset.
 
 If org.bluez goes away (bluetoothd restarted), streaming stops; when it comes back the emulator
 registers its application and advertisement again.
@@ -362,6 +373,9 @@ BLUEZ_OWNER_MATCH = ("type='signal',sender='org.freedesktop.DBus',interface='org
 REREGISTER_RETRY_S = 0.2
 REREGISTER_TIMEOUT_S = 30.0
 """After a bluetoothd restart, registering is retried this long (its adapters appear after its name)."""
+GLITCH_KINDS = ("garbage", "duplicate", "reorder")
+GARBAGE_PAYLOAD = bytes([0x13, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xAA, 0xBB])
+"""A data header announcing 19 samples followed by 2 bytes: no decoder can take it."""
 
 
 class GattService(ServiceInterface):
@@ -537,6 +551,9 @@ class Peripheral:
         self.stream_task: asyncio.Task | None = None
         self.register_task: asyncio.Task | None = None
         self.started = False
+        self.emit_log_fd: int | None = None
+        self.pending_glitches: list[str] = []
+        self.held: tuple[bytes, SampleBlock] | None = None
 
     def _at_rate(self, rate_hz: float) -> Samples:
         if abs(rate_hz - self.source_rate_hz) <= 1e-6 * rate_hz:
@@ -585,6 +602,9 @@ class Peripheral:
         self.stream_task = asyncio.create_task(self._stream())
 
     def _stop(self) -> None:
+        if self.held is not None:  # a notification held back for reordering goes out now
+            held, self.held = self.held, None
+            self._notify_data(*held)
         self.started = False
         if self.stream_task is not None:
             self.stream_task.cancel()
@@ -618,13 +638,46 @@ class Peripheral:
     def _send(self, block: SampleBlock) -> None:
         k = block.first_index - self.schedule_first_index
         t_first_s = self.schedule.time_of(k) - self.boot_s
-        self.data_char.notify(self.emulation.encode(block, t_first_s, stream_start=k == 0))
+        payload = self.emulation.encode(block, t_first_s, stream_start=k == 0)
+        glitch = self.pending_glitches.pop(0) if self.pending_glitches else None
+        if glitch == "garbage":
+            self.data_char.notify(GARBAGE_PAYLOAD)
+            self._log(f"garbage {len(GARBAGE_PAYLOAD)}")
+        if glitch == "reorder" and self.held is None:
+            self.held = (payload, block)
+            return
+        self._notify_data(payload, block)
+        if glitch == "duplicate":
+            self.data_char.notify(payload)
+            self._log(f"dup {block.first_index} {len(block)}")
+        if self.held is not None:
+            held, self.held = self.held, None
+            self._notify_data(*held)
+
+    def _notify_data(self, payload: bytes, block: SampleBlock) -> None:
+        self.data_char.notify(payload)
+        self._log(f"data {block.first_index} {len(block)}")
         report = self.report
         report.samples_sent += len(block)
         report.notifications_sent += 1
         if report.first_index is None:
             report.first_index = block.first_index
-        report.last_index = block.first_index + len(block) - 1
+        last_index = block.first_index + len(block) - 1
+        report.last_index = last_index if report.last_index is None else max(report.last_index, last_index)
+
+    # ---- fault injection -----------------------------------------------------------------
+    def open_emit_log(self, path: str | os.PathLike) -> None:
+        self.emit_log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._log(f"start {os.getpid()} {self.cursor.next_index}")
+
+    def _log(self, text: str) -> None:
+        """One emit-log line, written at once (an unbuffered write survives SIGKILL)."""
+        if self.emit_log_fd is not None:
+            os.write(self.emit_log_fd, f"{time.monotonic():.6f} {text}\n".encode())
+
+    def inject(self, kinds: tuple[str, ...]) -> None:
+        """Queue glitches for the next data notifications (one notification each)."""
+        self.pending_glitches.extend(kinds)
 
     # ---- D-Bus ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -684,6 +737,9 @@ class Peripheral:
     async def stop(self) -> None:
         """Stop streaming, unregister (best effort) and leave the bus."""
         self._stop()
+        if self.emit_log_fd is not None:
+            os.close(self.emit_log_fd)
+            self.emit_log_fd = None
         if self.bus is None:
             return
         for interface, member, path in (
@@ -755,10 +811,15 @@ async def run_emulator(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     status: TextIO | None = sys.stdout,
+    emit_log: str | os.PathLike | None = None,
+    glitches: tuple[str, ...] = (),
 ) -> EmulatorReport:
     """Run the virtual sensor until `stop` is set (or SIGTERM/SIGINT); see the module docstring."""
     if start_s < 0:
         raise ConfigError(f"start_s must be >= 0, got {start_s}")
+    unknown = sorted(set(glitches) - set(GLITCH_KINDS))
+    if unknown:
+        raise ConfigError(f"unknown glitch {', '.join(unknown)}; choose from {', '.join(GLITCH_KINDS)}")
     samples = load_source(source, rate_hz=rate_hz or DEFAULT_RATE_HZ, seed=seed)
     stream_rate_hz = rate_hz or nominal_rate_hz(samples.t_s)
     emulation = make_emulation(profile, stream_rate_hz)
@@ -770,6 +831,10 @@ async def run_emulator(
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             event_loop.add_signal_handler(signum, stop.set)
+    if emit_log is not None:
+        peripheral.open_emit_log(emit_log)
+    if glitches:
+        event_loop.add_signal_handler(signal.SIGUSR1, peripheral.inject, tuple(glitches))
     try:
         await peripheral.start()
         _status(status, f"ready: {name} profile={emulation.profile.name} adapter={adapter} "
@@ -781,6 +846,8 @@ async def run_emulator(
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 event_loop.remove_signal_handler(signum)
+        if glitches:
+            event_loop.remove_signal_handler(signal.SIGUSR1)
     _status(status, "done: " + json.dumps(peripheral.report.to_json()))
     return peripheral.report
 

@@ -32,6 +32,9 @@ __all__ = ["Event", "LivePipeline", "LiveState", "SessionResult", "Trace", "anal
 REPLAY_FORMAT = "holdmon.replay/1"
 _MOTION_FILTER_ORDER = 2
 _LIVE_REFERENCE_MAX_WAIT_S = 30.0
+_TRACE_MAX_BLOCKS = 256
+"""The live trace is merged into one block when it has this many (a few tiny arrays per notification
+would otherwise cost far more memory than the trace itself)."""
 _BLOCK = 65536
 
 
@@ -506,6 +509,8 @@ class LivePipeline:
         t = features.t_s[idx]
         self._trace.append((t.copy(), features.angle_deg[idx].copy(),
                             np.full(t.shape[0], PHASE_CODES[self._tracker.phase], dtype=np.int8)))
+        if len(self._trace) >= _TRACE_MAX_BLOCKS:
+            self._trace = [tuple(np.concatenate(parts) for parts in zip(*self._trace))]
         return events
 
     @property
