@@ -189,10 +189,10 @@ def rep_table(doc: dict) -> Table:
     """One row per rep of a holdmon.replay/1 document."""
     table = Table(title=f"Reps in {doc['recording']['path']}", title_justify="left")
     cols = [("#", "index", 0), ("lift s", "lift_start_s", 1), ("hold s", "hold_duration_s", 1),
-            ("peak °", "peak_angle_deg", 1), ("mean °", "hold_angle_mean_deg", 1),
-            ("sway SD °", "sway_sd_deg", 2), ("range °", "sway_range_deg", 1),
+            ("mean °", "hold_angle_mean_deg", 1), ("sway SD °", "sway_sd_deg", 2),
             ("sag °/s", "sag_deg_per_s", 2), ("tremor °/s", "tremor_rms_dps", 2),
-            ("corr.", "corrections", 0), ("target met", "target_met", 0)]
+            ("corr.", "corrections", 0), ("rise cm", "ankle_rise_cm", 1), ("hip °", "hip_flexion_deg", 0),
+            ("target met", "target_met", 0)]
     for title, _, _ in cols:
         table.add_column(title, justify="right")
     table.add_column("flags")
