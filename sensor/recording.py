@@ -281,6 +281,7 @@ class _Block:
     values: np.ndarray
     lines: np.ndarray
     nan_lines: list[int]
+    nbytes: int = 0  # text bytes the rows came from
 
 
 def _parse_block(block: bytes, first_line: int, layout: _Layout) -> _Block:
@@ -291,7 +292,7 @@ def _parse_block(block: bytes, first_line: int, layout: _Layout) -> _Block:
     if rows is not None:
         values = rows[:, layout.take] if len(layout.take) != layout.ncols else rows
         lines = np.arange(first_line, first_line + rows.shape[0], dtype=np.int64)
-        return _Block(values, lines, [])
+        return _Block(values, lines, [], len(block))
     return _parse_block_slow(block, first_line, layout)
 
 
@@ -310,7 +311,7 @@ def _parse_block_slow(block: bytes, first_line: int, layout: _Layout) -> _Block:
         values.append(row)
         lines.append(line)
     arr = np.array(values, dtype=np.float64).reshape(-1, len(layout.take))
-    return _Block(arr, np.array(lines, dtype=np.int64), nan_lines)
+    return _Block(arr, np.array(lines, dtype=np.int64), nan_lines, len(block))
 
 
 def _parse_line(raw: bytes, line: int, layout: _Layout) -> list[float] | None:
@@ -354,7 +355,8 @@ def read_recording(path: str | os.PathLike, *, defaults: dict | None = None) -> 
     try:
         with open(path, "rb") as f:
             meta, layout, header_line, meta_keys = _read_head(f, path)
-            blocks, tail_issue = _read_body(f, layout, header_line + 1)
+            sink = _Sink(layout, os.fstat(f.fileno()).st_size - f.tell())
+            tail_issue = _read_body(f, layout, header_line + 1, sink)
     except OSError as exc:
         raise RecordingError(path, exc.strerror or str(exc)) from None
     issues: list[DataIssue] = []
@@ -362,8 +364,8 @@ def read_recording(path: str | os.PathLike, *, defaults: dict | None = None) -> 
     issues += _layout_issues(layout)
     if tail_issue is not None:
         issues.append(tail_issue)
-    nan_lines = [n for b in blocks for n in b.nan_lines]
-    samples, lines = _assemble(blocks, layout)
+    nan_lines = sink.nan_lines
+    samples, lines = sink.finish()
     if len(samples) == 0:
         raise RecordingError(path, "no data rows after the header", header_line)
     samples, lines, more = _clean_rows(samples, lines, nan_lines)
@@ -475,9 +477,8 @@ def _blocks(f: BinaryIO, first_line: int) -> Iterator[tuple[bytes, int]]:
         yield carry, -line
 
 
-def _read_body(f: BinaryIO, layout: _Layout, first_line: int) -> tuple[list[_Block], DataIssue | None]:
-    """Parse all complete rows (threads for large files, in order, bounded read-ahead) and the tail."""
-    blocks: list[_Block] = []
+def _read_body(f: BinaryIO, layout: _Layout, first_line: int, sink: "_Sink") -> DataIssue | None:
+    """Parse all complete rows into sink (threads, in order, bounded read-ahead); the tail's issue."""
     tail_issue = None
     workers = min(MAX_PARSE_THREADS, os.cpu_count() or 1)
     pending: deque[Future] = deque()
@@ -490,10 +491,10 @@ def _read_body(f: BinaryIO, layout: _Layout, first_line: int) -> tuple[list[_Blo
                 continue
             pending.append(pool.submit(_parse_block, block, line, layout))
             while len(pending) > 2 * workers:
-                blocks.append(pending.popleft().result())
+                sink.add(pending.popleft().result())
         while pending:
-            blocks.append(pending.popleft().result())
-    return blocks, tail_issue
+            sink.add(pending.popleft().result())
+    return tail_issue
 
 
 def _done(value: object) -> Future:
@@ -514,28 +515,58 @@ def _parse_tail(tail: bytes, line: int, layout: _Layout) -> tuple[_Block | None,
     return None, DataIssue("truncated_last_line", f"last line cut off and dropped: {shown!r}", line)
 
 
-def _assemble(blocks: list[_Block], layout: _Layout) -> tuple[Samples, np.ndarray]:
-    """Copy the blocks' columns into one Samples (freeing blocks as it goes) and the rows' file lines."""
-    n = sum(b.values.shape[0] for b in blocks)
-    has_seq = SEQ_COLUMN in layout.names
-    has_mag = len(layout.take) > 7 + has_seq
-    t_s, lines = np.empty(n), np.empty(n, dtype=np.int64)
-    acc, gyr = np.empty((n, 3)), np.empty((n, 3))
-    seq = np.empty(n, dtype=np.int64) if has_seq else None
-    mag = np.empty((n, 3)) if has_mag else None
-    row = 0
-    while blocks:
-        block = blocks.pop(0)
+class _Sink:
+    """The output columns, filled block by block in file order (no list of blocks, no concatenation).
+
+    Capacity is estimated from the bytes per row of the first block and grows by half when short; the
+    arrays handed out are views of the filled part.
+    """
+
+    def __init__(self, layout: _Layout, body_bytes: int) -> None:
+        self.has_seq = SEQ_COLUMN in layout.names
+        self.has_mag = len(layout.take) > 7 + self.has_seq
+        self.body_bytes = max(body_bytes, 1)
+        self.n = 0
+        self.nan_lines: list[int] = []
+        self.columns: dict[str, np.ndarray] = {}
+
+    def _allocate(self, capacity: int) -> None:
+        shapes = {"t_s": (capacity,), "acc": (capacity, 3), "gyr": (capacity, 3), "lines": (capacity,)}
+        if self.has_seq:
+            shapes["seq"] = (capacity,)
+        if self.has_mag:
+            shapes["mag"] = (capacity, 3)
+        old = self.columns
+        self.columns = {k: np.empty(shape, dtype=np.int64 if k in ("lines", "seq") else np.float64)
+                        for k, shape in shapes.items()}
+        for k, arr in old.items():
+            self.columns[k][:self.n] = arr[:self.n]
+
+    def add(self, block: _Block) -> None:
         v = block.values
-        end = row + v.shape[0]
-        t_s[row:end], acc[row:end], gyr[row:end] = v[:, 0], v[:, 1:4], v[:, 4:7]
-        lines[row:end] = block.lines
-        if seq is not None:
-            seq[row:end] = np.nan_to_num(v[:, 7], nan=-1)
-        if mag is not None:
-            mag[row:end] = v[:, 7 + has_seq:10 + has_seq]
-        row = end
-    return Samples(t_s, acc, gyr, seq, mag), lines
+        rows = v.shape[0]
+        if not self.columns:
+            per_row = max(block.nbytes / max(rows, 1), 8.0)
+            self._allocate(int(self.body_bytes / per_row * 1.02) + rows + 1024)
+        capacity = self.columns["t_s"].shape[0]
+        if self.n + rows > capacity:
+            self._allocate(max(self.n + rows, capacity + capacity // 2))
+        c, i, j = self.columns, self.n, self.n + rows
+        c["t_s"][i:j], c["acc"][i:j], c["gyr"][i:j], c["lines"][i:j] = v[:, 0], v[:, 1:4], v[:, 4:7], block.lines
+        if self.has_seq:
+            c["seq"][i:j] = np.nan_to_num(v[:, 7], nan=-1)
+        if self.has_mag:
+            c["mag"][i:j] = v[:, 7 + self.has_seq:10 + self.has_seq]
+        self.nan_lines += block.nan_lines
+        self.n = j
+
+    def finish(self) -> tuple[Samples, np.ndarray]:
+        """The samples and the file line of each row."""
+        if not self.columns:
+            self._allocate(0)
+        c, n = self.columns, self.n
+        return Samples(c["t_s"][:n], c["acc"][:n], c["gyr"][:n], c["seq"][:n] if self.has_seq else None,
+                       c["mag"][:n] if self.has_mag else None), c["lines"][:n]
 
 
 def _lines_text(lines: np.ndarray | list[int], limit: int = 5) -> str:

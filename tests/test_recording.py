@@ -472,3 +472,13 @@ def test_fast_parser_reads_every_plain_decimal(values: list[float], decimals: in
     parsed = rec._parse_block_fast(("\n".join(texts) + "\n").encode(), 1)
     assert parsed is not None
     np.testing.assert_array_equal(parsed[:, 0], [float(t) for t in texts])
+
+
+def test_output_grows_when_later_rows_are_shorter(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(rec, "BLOCK_BYTES", 2048)
+    rows = [f"{i / 100:.6f},0.100000000,0.200000000,9.800000000,0.0100000,0.0,0.0" for i in range(100)]
+    rows += [f"{i / 100:.2f},0.1,0.2,9.8,0.01,0,0" for i in range(100, 3000)]
+    got = read_recording(write_text(tmp_path / "mixed.csv", ["# rate_hz: 100"], HEADER, rows))
+    assert len(got.samples) == 3000
+    np.testing.assert_allclose(got.samples.t_s, np.arange(3000) / 100)
+    assert (got.samples.acc_mps2 == [0.1, 0.2, 9.8]).all()
