@@ -48,6 +48,17 @@ def assert_same_samples(recorded, source, profile: str) -> None:
     np.testing.assert_allclose(recorded.gyr_radps, source.gyr_radps, atol=GYR_LSB_RADPS[profile] / 2 + 1e-5)
 
 
+def test_scan_lists_the_emulated_sensors(ble_stack, emulators, make_source):
+    source = make_source(100.0, seconds=3.0)
+    held = emulators.start("hci1", source.path, profile="holdmon")
+    wit = emulators.start("hci2", source.path, profile="witmotion")
+    found = json.loads(holdmon(ble_stack, "scan", "--adapter", "hci0", "--timeout-s", "2.5", "--json").stdout)
+    by_address = {s["address"].upper(): s for s in found["sensors"]}
+    assert by_address[held.address]["profile"] == "holdmon"
+    assert by_address[held.address]["name"] == held.name
+    assert by_address[wit.address]["profile"] == "witmotion"
+
+
 @pytest.mark.parametrize("profile, rate_hz", [
     ("holdmon", 100.0), ("holdmon", 200.0), ("witmotion", 100.0), ("witmotion", 200.0)])
 def test_live_records_every_emitted_sample(ble_stack, emulators, make_source, tmp_path, profile, rate_hz):
