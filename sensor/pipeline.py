@@ -116,7 +116,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+    """JSON number: None for missing/NaN/inf, else rounded to 6 decimals (no float noise)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def _clean(d: dict) -> dict:

@@ -85,3 +85,15 @@ def test_flags():
     quiet = hold_metrics(t, np.full_like(t, 30.0), gyr, 0.0, 13.0, RATE_HZ, p)
     assert rep_flags(12.0, quiet, p.unsteady_corrections, False, False, p) == ["unsteady"]
     assert rep_flags(12.0, quiet, 0, False, False, p) == []
+
+
+def test_corrections_are_left_out_of_the_tremor_band():
+    t, angle, gyr = hold()
+    gyr[:, 0] = 1.0 * np.sin(2 * np.pi * 8.0 * t)
+    bump = (t > 6.0) & (t < 6.3)
+    gyr[bump, 1] = 60.0 * np.sin(np.pi * (t[bump] - 6.0) / 0.3 * 2)  # a quick out-and-back correction
+    p = AnalysisParams()
+    with_bump = hold_metrics(t, angle, gyr, 0.0, 13.0, RATE_HZ, p)
+    without = hold_metrics(t, angle, gyr, 0.0, 13.0, RATE_HZ, p, corrections_s=[(6.0, 6.3)])
+    assert with_bump.tremor_rms_dps > 2.0
+    assert without.tremor_rms_dps == pytest.approx(1.0 / np.sqrt(2.0), rel=0.05)

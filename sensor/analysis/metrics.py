@@ -67,15 +67,17 @@ def band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz:
 
 def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
                  hold_start_s: float, hold_end_s: float, rate_hz: float,
-                 params: AnalysisParams) -> HoldMetrics:
+                 params: AnalysisParams, corrections_s: list[tuple[float, float]] | None = None) -> HoldMetrics:
     """Metrics of one hold.
 
     t_s, angle_deg: (n,) covering at least [hold_start_s, hold_end_s]; gyr_dps: (n, 3) bias-removed.
     All metrics use the window after settling (peak_angle_deg falls back to the whole hold when the
     window is empty).
-    tremor_rms_dps: sqrt of the 4-12 Hz band power of angular velocity (Welch).
+    tremor_rms_dps: sqrt of the 4-12 Hz band power of angular velocity (Welch), leaving out the
+    Welch segments that overlap a balance correction (corrections_s: (start_s, end_s) spans), whose
+    quick out-and-back movement has power in the band but is not tremor.
     tremor_growth: band POWER ratio, last third of the window over the first third (Welch segments
-    lying inside each third).
+    lying inside each third, corrections left out likewise).
     """
     win = (t_s >= hold_start_s + params.settle_s) & (t_s <= hold_end_s)
     n = int(win.sum())
@@ -91,7 +93,7 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
     sag = float(np.dot(tc, a_w - a_w.mean()) / np.dot(tc, tc)) if np.dot(tc, tc) > 0 else 0.0
     p5, p95 = np.percentile(a_w, [5.0, 95.0])
     band = (params.tremor_band_low_hz, params.tremor_band_high_hz, params.welch_segment_s)
-    power, growth = _tremor(g_w, rate_hz, band)
+    power, growth = _tremor(t_w, g_w, rate_hz, band, corrections_s or [])
     return HoldMetrics(
         peak_angle_deg=peak,
         hold_angle_mean_deg=float(np.mean(a_w)),
@@ -105,16 +107,22 @@ def hold_metrics(t_s: np.ndarray, angle_deg: np.ndarray, gyr_dps: np.ndarray,
     )
 
 
-def _tremor(gyr_dps: np.ndarray, rate_hz: float,
-            band: tuple[float, float, float]) -> tuple[float | None, float | None]:
+def _tremor(t_s: np.ndarray, gyr_dps: np.ndarray, rate_hz: float, band: tuple[float, float, float],
+            corrections_s: list[tuple[float, float]]) -> tuple[float | None, float | None]:
     """Band power over the window, and its growth: mean power of the segments inside the last third
-    of the window over those inside the first third (None if either third holds no whole segment)."""
+    of the window over those inside the first third (None if either third holds no whole segment).
+    Segments overlapping a correction are left out, unless that would leave none."""
     seg = segment_band_power_dps2(gyr_dps, rate_hz, *band)
     if seg is None:
         return None, None
     starts, powers = seg
     n = gyr_dps.shape[0]
     nperseg = min(n, max(8, int(round(band[2] * rate_hz))))
+    clean = np.ones(starts.size, dtype=bool)
+    for c0, c1 in corrections_s:
+        clean &= (t_s[starts + nperseg - 1] < c0) | (t_s[starts] > c1)
+    if clean.any():
+        starts, powers = starts[clean], powers[clean]
     first = powers[starts + nperseg <= n // 3]
     last = powers[starts >= n - n // 3]
     if first.size == 0 or last.size == 0 or not first.mean() > 0:

@@ -166,6 +166,7 @@ class _RepState:
     sag_ticks_done: int = 0
     extra: dict[str, object] = field(default_factory=dict)
     hinge_axis: np.ndarray | None = None
+    corrections_s: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _principal_axis(gyr_dps: np.ndarray) -> np.ndarray | None:
@@ -392,6 +393,7 @@ class PhaseTracker:
             self._end_hold(self._refine_start(start, end), self._refine_end(start, end), big_excursion, "lowered")
             return
         rep.corrections += 1
+        rep.corrections_s.append((self._t(self._refine_start(start, end)), self._t(self._refine_end(start, end))))
         if info["duration_s"] > p.correction_max_s:
             rep.long_corrections += 1
         rep.balance_loss |= big_excursion
@@ -509,7 +511,7 @@ class PhaseTracker:
         hold_end_s = self._t(hold_end_i)
         duration_s = hold_end_s - hold_start_s
         metrics = hold_metrics(span.t_s, span.angle_deg, span.gyr_dps, hold_start_s, hold_end_s,
-                               self.rate_hz, p)
+                               self.rate_hz, p, rep.corrections_s)
         flags = rep_flags(duration_s, metrics, rep.corrections, False, balance_loss, p, self.placement)
         return Rep(
             index=rep.index,
