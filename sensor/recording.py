@@ -407,8 +407,6 @@ def _read_head(f: BinaryIO, path: str) -> tuple[RecordingMeta, _Layout, int, set
                 _set_meta(meta, kv[0], kv[1], path, line)
                 keys.add(kv[0])
             continue
-        if not raw.endswith(b"\n"):
-            raise RecordingError(path, "file ends inside the header row", line)
         return meta, _layout(text, path, line), line, keys
     if line == 0:
         raise RecordingError(path, "empty file")

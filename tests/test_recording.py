@@ -357,8 +357,9 @@ def test_missing_required_column(tmp_path: Path) -> None:
     assert "gy_radps" in err.message and err.line == 2
 
 
-def test_header_only_has_no_data(tmp_path: Path) -> None:
-    err = error_of(write_text(tmp_path / "h.csv", ["# rate_hz: 100"], HEADER, []))
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_header_only_has_no_data(tmp_path: Path, end: str) -> None:
+    err = error_of(write_text(tmp_path / "h.csv", ["# rate_hz: 100"], HEADER, [], end=end))
     assert "no data rows" in err.message and err.line == 2
 
 
