@@ -13,7 +13,7 @@ Entry point (used by the `holdmon emulate` command)::
         source: Samples | str | os.PathLike | None = None,  # samples, a recording path, or None: simulate
         *, profile: str = "holdmon",       # "holdmon" | "witmotion"
         adapter: str = "hci0",             # BlueZ adapter name
-        rate_hz: float | None = None,      # stream rate; default: the source's rate (simulate: 100 Hz)
+        rate_hz: float | None = None,      # stream rate; default: the profile's rate nearest the source's
         loop: bool = False,                # restart the source at its end instead of going quiet
         name: str | None = None,           # advertised name; default "<name prefix>-emu-<adapter>"
         seed: int = 0,                     # simulator seed when source is None
@@ -341,6 +341,14 @@ def tilt_angles_deg(acc_mps2: np.ndarray) -> np.ndarray:
     roll = np.degrees(np.arctan2(acc_mps2[:, 1], acc_mps2[:, 2]))
     pitch = np.degrees(np.arctan2(-acc_mps2[:, 0], np.hypot(acc_mps2[:, 1], acc_mps2[:, 2])))
     return np.column_stack([roll, pitch, np.zeros_like(roll)])
+
+
+def supported_rate_hz(profile: str, rate_hz: float) -> float:
+    """The profile's stream rate closest to `rate_hz` (log scale), e.g. holdmon 120 -> 100."""
+    rates = {"holdmon": hm.PROFILE.rates_hz, "witmotion": wm.PROFILE.rates_hz}.get(profile)
+    if rates is None:
+        raise ConfigError(f"cannot emulate profile {profile!r}; choose holdmon or witmotion")
+    return float(min(rates, key=lambda r: abs(math.log(r / rate_hz))))
 
 
 def make_emulation(profile: str, rate_hz: float) -> Emulation:
@@ -821,7 +829,7 @@ async def run_emulator(
     if unknown:
         raise ConfigError(f"unknown glitch {', '.join(unknown)}; choose from {', '.join(GLITCH_KINDS)}")
     samples = load_source(source, rate_hz=rate_hz or DEFAULT_RATE_HZ, seed=seed)
-    stream_rate_hz = rate_hz or nominal_rate_hz(samples.t_s)
+    stream_rate_hz = rate_hz or supported_rate_hz(profile, nominal_rate_hz(samples.t_s))
     emulation = make_emulation(profile, stream_rate_hz)
     name = name or default_name(emulation.profile, adapter)
     peripheral = Peripheral(emulation, samples, adapter=adapter, loop=loop, name=name,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sensor.emulate import (DeviceState, HoldmonEmulation, SampleBlock, SourceCursor, StreamSchedule,
-                            WitmotionEmulation, load_source, make_emulation, resample)
+                            WitmotionEmulation, load_source, make_emulation, resample, supported_rate_hz)
 from sensor.errors import ConfigError
 from sensor.protocols import holdmon as hm
 from sensor.protocols import witmotion as wm
@@ -108,3 +108,9 @@ def test_unsupported_profile_or_rate_is_a_config_error():
         make_emulation("polar", 100.0)
     with pytest.raises(ConfigError, match="150"):
         make_emulation("holdmon", 150.0)
+
+
+def test_source_rate_maps_to_the_nearest_profile_rate():
+    assert supported_rate_hz("holdmon", 120.0) == 100.0
+    assert supported_rate_hz("holdmon", 333.0) == 400.0
+    assert supported_rate_hz("witmotion", 104.0) == 100.0
