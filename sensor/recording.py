@@ -376,6 +376,7 @@ def read_recording(path: str | os.PathLike, *, defaults: dict | None = None) -> 
     issues += more
     samples, more = _check_units(samples, meta)
     issues += more
+    issues += _judge_time(samples.t_s, meta.rate_hz)
     if meta.rate_hz is None:
         meta.rate_hz = round(nominal_rate_hz(samples.t_s), 3)
         if not 0 < meta.rate_hz < math.inf:
@@ -665,6 +666,19 @@ def _judge_gyr(gyr_rest_radps: float, gyr_p999: float) -> list[DataIssue]:
                       f"{gyr_rest_radps:.3g}, 99.9th percentile {gyr_p999:.3g} (expected below "
                       "about 0.05 and 10 rad/s); declare 'gyr_unit: dps' in the file or pass "
                       "--gyr-unit dps")]
+
+
+def _judge_time(t_s: np.ndarray, rate_hz: float | None) -> list[DataIssue]:
+    """t_s written in milliseconds: steps ~1000x the declared period, or (no rate) steps of 1-100."""
+    step_s = float(np.median(np.diff(t_s[:UNIT_CHECK_ROWS])))
+    periods = step_s * rate_hz if rate_hz else None
+    if periods is not None and not 300 < periods < 3000:
+        return []
+    if periods is None and not 1.0 <= step_s <= 100.0:  # 10-1000 Hz if the steps were ms
+        return []
+    said = f"rate_hz is {rate_hz:g}" if rate_hz else "no rate_hz is declared"
+    return [DataIssue("units_time_ms", f"t_s looks like it is in milliseconds, not seconds: the median "
+                      f"step is {step_s:g} and {said}; convert the t_s column to seconds")]
 
 
 def _apply_defaults(meta: RecordingMeta, file_keys: set[str], defaults: dict, path: str

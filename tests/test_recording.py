@@ -291,6 +291,14 @@ def test_gyro_in_deg_per_s_is_noticed_and_converted_on_request(tmp_path: Path) -
     np.testing.assert_allclose(fixed.samples.gyr_radps, s.gyr_radps, atol=1e-5)
 
 
+@pytest.mark.parametrize("meta_lines", [["# rate_hz: 100"], []])
+def test_time_in_milliseconds_is_noticed(tmp_path: Path, meta_lines: list[str]) -> None:
+    s = standing_samples(300, seq=False)
+    in_ms = Samples(s.t_s * 1000.0, s.acc_mps2, s.gyr_radps)
+    got = read_recording(write_text(tmp_path / "ms.csv", meta_lines, HEADER, rows_of(in_ms)))
+    assert "milliseconds" in kinds(got)["units_time_ms"].message
+
+
 def test_declared_units_in_the_file_are_applied(tmp_path: Path) -> None:
     s = standing_samples(300)
     path = tmp_path / "declared.csv"

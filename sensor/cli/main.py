@@ -36,7 +36,7 @@ if not stdout.is_terminal:
 stderr = Console(stderr=True, highlight=False)
 
 BATCH_FORMAT = "holdmon.batch/1"
-UNIT_ISSUES = ("units_acc_g", "units_gyr_dps", "units_acc_unknown")
+UNIT_ISSUES = ("units_acc_g", "units_gyr_dps", "units_acc_unknown", "units_time_ms")
 
 
 def print_error(message: str) -> None:
