@@ -280,19 +280,18 @@ def _features(raw: _Raw, ref: _Reference, params: AnalysisParams) -> Features:
         t_s=raw.t_s,
         motion_dps=_motion_dps(raw, ref.gyr_bias_dps, params, speed_dps),
         acc_up_mps2=raw.acc_up_mps2 - ref.acc_up_offset_mps2,
-        angle_deg=_blockwise(lambda lo, hi: inclination_deg(raw.up[lo:hi], ref.up), len(raw), ()),
+        angle_deg=_blockwise(inclination_deg, (raw.up,), ref.up),
         gyr_dps=raw.gyr_dps - ref.gyr_bias_dps,
         edge_dps=speed_dps,
     )
 
 
-def _blockwise(fn, n: int, tail: tuple[int, ...]) -> np.ndarray:
-    """fn(lo, hi) -> rows lo:hi of an (n, *tail) result, computed in blocks of _BLOCK rows so the
-    helpers' temporaries stay small on long recordings."""
-    out = np.empty((n, *tail))
-    for lo in range(0, n, _BLOCK):
-        out[lo:lo + _BLOCK] = fn(lo, min(lo + _BLOCK, n))
-    return out
+def _blockwise(fn, arrays: tuple[np.ndarray, ...], *args: object) -> np.ndarray:
+    """fn(*(a[lo:hi] for a in arrays), *args) over blocks of _BLOCK rows, stacked: the same result as
+    one call, with the helpers' temporaries kept small on long recordings."""
+    n = arrays[0].shape[0]
+    parts = [fn(*(a[lo:lo + _BLOCK] for a in arrays), *args) for lo in range(0, n, _BLOCK)]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def _filtfilt_columns(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -312,9 +311,8 @@ def _replay_signals(samples: Samples, rate_hz: float, params: AnalysisParams) ->
     bridged, keep = _bridged(samples, rate_hz, params)
     kept = (lambda x: x) if keep.all() else (lambda x: x[keep])
     quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
-    n = len(bridged)
-    up = kept(_blockwise(lambda lo, hi: up_in_sensor(quat[lo:hi]), n, (3,)))
-    lin = _blockwise(lambda lo, hi: to_earth(quat[lo:hi], bridged.acc_mps2[lo:hi]), n, (3,))
+    up = kept(_blockwise(up_in_sensor, (quat,)))
+    lin = _blockwise(to_earth, (quat, bridged.acc_mps2))
     del quat
     lin[:, 2] -= STANDARD_GRAVITY_MPS2
     gyr_sos, acc_sos = _motion_filters(params, rate_hz)
