@@ -169,7 +169,7 @@ def meta_lines(meta: RecordingMeta) -> list[str]:
 _MAX_FIELD_CHARS = 14  # digits stay below 10**14 whatever the dot and sign
 _DOT_UNIT = 2.0 ** 47
 _MINUS_MARK = 2.0 ** 52
-_POW10 = 10.0 ** np.arange(_MAX_FIELD_CHARS + 1)
+_SCALE = np.concatenate(([1.0], 10.0 ** np.arange(_MAX_FIELD_CHARS)))  # by the dot's q: 10**(q - 1)
 _TABLE = np.full((_MAX_FIELD_CHARS + 1, 256), np.nan)
 _TABLE[0, [ord(","), ord("\n")]] = 0.0
 for _q in range(1, _MAX_FIELD_CHARS + 1):
@@ -225,43 +225,52 @@ def _parse_block_fast(block: bytes, ncols: int) -> np.ndarray | None:
     np.take(_TABLE_FLAT, index, out=terms, mode="clip")
     starts = sep - lengths + 1
     sums = np.add.reduceat(terms, starts)
-    values = _decode_sums(sums, a, sep, lengths)
+    values = _decode_sums(sums, a, sep, starts, lengths)
     return None if values is None else values.reshape(-1, ncols)
 
 
-def _decode_sums(sums: np.ndarray, a: np.ndarray, sep: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+def _decode_sums(sums: np.ndarray, a: np.ndarray, sep: np.ndarray, starts: np.ndarray,
+                 lengths: np.ndarray) -> np.ndarray | None:
     """Numbers from the per-field table sums; None if a field is not a plain decimal number.
 
     A sum splits exactly into marks (multiples of 2**47: the dot's q, plus 32 for a minus) and the digits.
     Two dots or two minus signs in one field give marks that point at no dot or exceed the range.
+    Works in place on few temporaries: this runs once per field.
     """
-    if np.isnan(sums).any():  # a byte that is not a digit, separator, dot or minus
+    if not math.isfinite(float(sums.sum())):  # NaN: a byte that is not a digit, separator, dot or minus
         return None
-    marks = np.floor(sums * (1.0 / _DOT_UNIT))
-    full = sums - marks * _DOT_UNIT  # the digits as an integer, the dot counted as a 0 digit
+    marks = np.multiply(sums, 1.0 / _DOT_UNIT)
+    np.floor(marks, out=marks)
+    full = np.multiply(marks, _DOT_UNIT)
+    np.subtract(sums, full, out=full)  # the digits as an integer, the dot counted as a 0 digit
     if marks.max() >= 64:
         return None
     negative = marks >= 32
-    q_dot = marks - 32.0 * negative
-    has_dot = q_dot > 0
+    np.subtract(marks, 32.0, out=marks, where=negative)  # now the dot's q (0: no dot)
+    has_dot = marks > 0
     chars = lengths - 1
-    if (q_dot > chars).any():
+    if (marks > chars).any():
         return None
-    q_int = q_dot.astype(np.int32)
-    if not (a[sep - q_int] == 46)[has_dot].all():  # the mark must point at the field's one dot
+    q = marks.astype(np.int32)
+    if not ((a[sep - q] == 46) >= has_dot).all():  # a mark must point at the field's one dot
         return None
-    if negative.any() and not (a[sep - chars] == 45)[negative].all():  # minus first, if anywhere
+    if not ((a[starts] == 45) >= negative).all():  # a minus must be the first character
         return None
-    if (chars - has_dot - negative).min() < 1:  # no digit: '-', '.', '-.'
+    chars -= has_dot
+    chars -= negative
+    if chars.min() < 1:  # no digit: '-', '.', '-.'
         return None
-    if has_dot.any():
-        scale = _POW10[np.maximum(q_int - 1, 0)]  # 10**decimals (1 without a dot)
-        upper = np.floor(full / scale)  # exact: both are integers below 2**53
-        lower = full - upper * scale
-        full = np.where(has_dot, (upper / 10.0 * scale + lower) / scale, full)
-    if negative.any():
-        np.negative(full, out=full, where=negative)
-    return full
+    scale = _SCALE[q]  # 10**decimals, 1 without a dot
+    upper = np.divide(full, scale)
+    np.floor(upper, out=upper)  # exact: integers below 2**53
+    lower = np.multiply(upper, scale)
+    np.subtract(full, lower, out=lower)
+    np.divide(upper, 10.0, out=upper, where=has_dot)  # drop the dot's 0 digit
+    upper *= scale
+    upper += lower  # the mantissa, exact
+    upper /= scale  # the one rounding
+    np.negative(upper, out=upper, where=negative)
+    return upper
 
 
 @dataclass
