@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from sensor.analysis.phases import PHASE_CODES
+from sensor.analysis.phases import PHASE_CODES, PhaseTracker
 from sensor.config import AnalysisParams
 from sensor.errors import ConfigError, DataError
-from sensor.pipeline import LivePipeline, analyze
+from sensor.pipeline import (LivePipeline, _features, _make_reference, _replay_signals, analyze,
+                             find_reference)
 from sensor.simulate import SimConfig, simulate_session
 from sensor.types import RecordingMeta, Samples
 
@@ -96,6 +97,7 @@ def test_live_finds_the_same_reps_as_replay(sim, replay):
                 assert va == pytest.approx(vb, abs=0.2), key
     kinds = [e.kind for e in events]
     assert kinds.count("rep_done") == 3 and kinds.count("rep_aborted") == 1
+    assert "gap" in kinds  # the simulated link loses packets
     assert {"rest", "lift", "hold", "10 s reached"} <= set(cues)
     assert result.to_json()["summary"]["reps"] == 4
 
@@ -148,3 +150,36 @@ def test_too_few_samples_is_a_data_error():
     one = Samples(np.zeros(1), np.zeros((1, 3)), np.zeros((1, 3)))
     with pytest.raises(DataError, match="too few"):
         analyze(Rec("one.csv", RecordingMeta(rate_hz=100.0), one), AnalysisParams())
+
+
+def test_replay_features_fed_in_chunks_give_the_same_reps(sim):
+    rate_hz = sim.meta.rate_hz
+    params = AnalysisParams()
+    raw = _replay_signals(sim.samples, rate_hz, params)
+    features = _features(raw, _make_reference(raw, find_reference(raw, rate_hz, params, True), params), params)
+    whole = PhaseTracker(params, "ankle", rate_hz)
+    whole_events = whole.feed(features) + whole.finish()
+    chunked = PhaseTracker(params, "ankle", rate_hz)
+    chunked_events = []
+    for i in range(0, len(features), 13):
+        chunked_events += chunked.feed(features.slice(i, i + 13))
+    chunked_events += chunked.finish()
+    assert [r.to_json() for r in chunked.reps] == [r.to_json() for r in whole.reps]
+    assert chunked_events == whole_events
+
+
+def test_recording_cut_during_a_hold_closes_the_rep(sim):
+    rep = sim.truth["reps"][0]
+    cut = int(np.searchsorted(sim.samples.t_s, rep["hold_start_s"] + 6.0))
+    result = analyze(Rec("cut.csv", sim.meta, sim.samples.slice(0, cut)), AnalysisParams())
+    (last,) = result.reps
+    assert last.lower_end_s is None and last.extra["hold_end_reason"] == "recording_end"
+    assert last.hold_duration_s == pytest.approx(6.0, abs=0.2)
+    assert "early_drop" in last.flags
+
+
+def test_live_waits_for_a_calibration_window(sim):
+    params = AnalysisParams(calibration_window_s=(0.5, 2.0))
+    live, _, _, result = feed_live(sim, 10, params)
+    assert result.reference["start_s"] == pytest.approx(0.5, abs=0.02)
+    assert len(result.reps) == 4

@@ -450,6 +450,7 @@ class PhaseTracker:
         p = self.params
         t_last = self._t(until - 1)
         hold_start_s = rep.hold_start_s
+        already = len(self._events)
         if not rep.target_emitted and t_last >= hold_start_s + p.target_hold_s:
             rep.target_emitted = True
             self._events.append(Event("target_reached", hold_start_s + p.target_hold_s,
@@ -461,6 +462,7 @@ class PhaseTracker:
             self._events.append(Event("lower_now", hold_start_s + p.goal_hold_s, message="lower now"))
         if not rep.sag_emitted and t_last >= rep.first_sag_tick_s + rep.sag_ticks_done * _SAG_TICK_S:
             self._sag_ticks(rep, until, t_last, hold_start_s + p.settle_s)
+        self._events[already:] = sorted(self._events[already:], key=lambda e: e.t_s)  # time order
 
     def _sag_ticks(self, rep: "_RepState", until: int, t_last: float, window_start_s: float) -> None:
         """Every _SAG_TICK_S, the slope of the angle since the settled hold began; 'sagging' once
