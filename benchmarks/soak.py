@@ -28,7 +28,6 @@ Output: a table on stdout; with --json the last line is one JSON document.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -37,7 +36,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +50,8 @@ from sensor.simulate import SimConfig, simulate_session  # noqa: E402
 from tests.ble.conftest import (  # noqa: E402
     ADAPTER_ADDRESSES, ADAPTERS, HOLDMON_CLI, REPO_ROOT, BleStack, EmulatorProcess, Emulators,
     missing_ble_stack, start_ble_stack, stop_ble_stack)
+from tests.ble.faults import (  # noqa: E402
+    EmulatorRun, LiveProcess, disconnect_device, drain, last_sent_index, parse_emit_log, proc_stats)
 
 RATE_HZ = 200.0
 FAULT_KINDS = ("kill", "disconnect", "glitch", "reset")
@@ -71,45 +71,6 @@ SUMMARY_RE = re.compile(
     r"^(?P<side>left|right) · .*?: [\d.]+ s, (?P<samples>\d+) samples in (?P<packets>\d+) packets, "
     r"(?P<bad>\d+) bad packets, (?P<lost>\d+) samples lost in (?P<gaps>\d+) gaps, (?P<reconnects>\d+) reconnects"
     r"(?:, (?P<resets>\d+) counter resets)?")
-
-
-# ------------------------------------------------------------------------------------ emit logs
-
-
-@dataclass
-class EmulatorRun:
-    """One emulator process's life: the stream indices it sent, as (monotonic s, first index, n)."""
-
-    pid: int
-    start_index: int
-    sends: list[tuple[float, int, int]] = field(default_factory=list)
-    duplicates: int = 0
-    garbage: int = 0
-
-
-def parse_emit_log(path: Path) -> list[EmulatorRun]:
-    """The runs logged in an emulator emit log (see sensor.emulate), in order."""
-    runs: list[EmulatorRun] = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue  # a line cut by SIGKILL cannot happen (one write each), but be strict elsewhere
-        t_s, kind = float(parts[0]), parts[1]
-        if kind == "start":
-            runs.append(EmulatorRun(int(parts[2]), int(parts[3])))
-        elif kind == "data":
-            runs[-1].sends.append((t_s, int(parts[2]), int(parts[3])))
-        elif kind == "dup":
-            runs[-1].duplicates += 1
-        elif kind == "garbage":
-            runs[-1].garbage += 1
-    return runs
-
-
-def last_sent_index(path: Path) -> int:
-    runs = parse_emit_log(path)
-    sends = [s for run in runs for s in run.sends]
-    return sends[-1][1] + sends[-1][2] - 1 if sends else -1
 
 
 # ------------------------------------------------------------------------------------ accounting
@@ -225,47 +186,6 @@ def account(side: str, emit_log: Path, record: Path, source, faults: list[Fault]
 # ------------------------------------------------------------------------------------ processes
 
 
-def drain(stream, path: Path) -> threading.Thread:
-    """Copy a subprocess pipe to a file in the background (a full pipe would block the writer)."""
-    def copy() -> None:
-        with open(path, "a") as out:
-            shutil.copyfileobj(stream, out)
-
-    thread = threading.Thread(target=copy, daemon=True)
-    thread.start()
-    return thread
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(resident MB, user+system CPU seconds) of a process from /proc."""
-    with open(f"/proc/{pid}/status") as f:
-        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return rss_kb / 1024.0, cpu_s
-
-
-async def _disconnect_device(address: str, central_adapter: str, device_address: str) -> None:
-    from dbus_fast import BusType, Message, MessageType
-    from dbus_fast.aio import MessageBus
-
-    bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
-    try:
-        path = f"/org/bluez/{central_adapter}/dev_{device_address.replace(':', '_').upper()}"
-        reply = await bus.call(Message(destination="org.bluez", path=path, interface="org.bluez.Device1",
-                                       member="Disconnect"))
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"Device1.Disconnect {path}: {reply.error_name} {reply.body}")
-    finally:
-        bus.disconnect()
-
-
-def disconnect_device(stack: BleStack, device_address: str, central_adapter: str = "hci0") -> None:
-    """Make the stack drop the central's link to `device_address` (org.bluez.Device1.Disconnect)."""
-    asyncio.run(_disconnect_device(stack.address, central_adapter, device_address))
-
-
 class Sensor:
     """One emulated sensor of the soak: its process, emit log and restarts."""
 
@@ -334,19 +254,6 @@ def rss_growth_mb_per_h(samples: list[tuple[float, float]], warmup_s: float) -> 
     return float(slope_mb_per_s * 3600.0)
 
 
-def wait_streaming(stdout_path: Path, client: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = stdout_path.read_text() if stdout_path.exists() else ""
-        if all(re.search(rf"^\s*\S+ s\s+{side}\s+streaming", text, re.M) for side, _, _ in SIDES):
-            return
-        if client.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise RuntimeError(f"client not streaming both sensors within {timeout_s} s:\n"
-                       f"{stdout_path.read_text() if stdout_path.exists() else ''}")
-
-
 def parse_summaries(stdout: str) -> dict[str, dict]:
     out = {}
     for line in stdout.splitlines():
@@ -380,14 +287,12 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
             sensor.start()
             sensors.append(sensor)
         records = {s.side: out_dir / f"live-{s.side}.csv" for s in sensors}
-        argv = [*HOLDMON_CLI, "live", "--adapter", "hci0", "--rate-hz", f"{RATE_HZ:g}", "--no-ui"]
+        argv = ["live", "--adapter", "hci0", "--rate-hz", f"{RATE_HZ:g}", "--no-ui"]
         for s in sensors:
             argv += ["--device", s.address, "--side", s.side, "--record", str(records[s.side])]
-        stdout_path, stderr_path = out_dir / "live.out", out_dir / "live.err"
-        with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
-            client = subprocess.Popen(argv, env={**stack.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO_ROOT,
-                                      stdout=out, stderr=err)
-        wait_streaming(stdout_path, client, STREAM_TIMEOUT_S)
+        client = LiveProcess(stack, argv, out_dir)
+        for side, _, _ in SIDES:
+            client.wait_event("streaming", STREAM_TIMEOUT_S, side=side)
         t0 = time.monotonic()
         cpu0 = proc_stats(client.pid)[1]
         log(f"streaming; soak for {minutes:g} min, a fault every {fault_every_s:g} s (client pid {client.pid})")
@@ -397,15 +302,15 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
         next_fault = t0 + fault_every_s
         while True:
             now = time.monotonic()
-            if client.poll() is not None:
-                raise RuntimeError(f"holdmon live exited {client.returncode} during the soak: "
-                                   f"{stderr_path.read_text()[-2000:]}")
+            if client.proc.poll() is not None:
+                raise RuntimeError(f"holdmon live exited {client.proc.returncode} during the soak: "
+                                   f"{client.stderr()[-2000:]}")
             if now >= next_sample:
                 rss.append((now - t0, proc_stats(client.pid)[0]))
                 next_sample += sample_every_s
             if now - t0 >= duration_s:
                 break
-            if now >= next_fault and now - t0 < duration_s - 20.0:
+            if now >= next_fault and now - t0 < duration_s - min(20.0, fault_every_s):
                 kind = FAULT_KINDS[len(faults) % len(FAULT_KINDS)]
                 sensor = sensors[len(faults) % len(sensors)]
                 faults.append(inject(kind, sensor, stack))
@@ -415,14 +320,12 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
             time.sleep(max(0.0, min(next_sample, next_fault) - time.monotonic(), 0.05))
         wall_s = time.monotonic() - t0
         cpu_s = proc_stats(client.pid)[1] - cpu0
-        os.kill(client.pid, signal.SIGTERM)
-        client.wait(STOP_TIMEOUT_S)
+        client.stop(STOP_TIMEOUT_S)
     finally:
-        if client is not None and client.poll() is None:
-            os.kill(client.pid, signal.SIGKILL)
-            client.wait()
+        if client is not None:
+            client.kill()
         emulators.stop_all()
-    summaries = parse_summaries(stdout_path.read_text())
+    summaries = parse_summaries(client.stdout())
     sides = []
     for sensor in sensors:
         acc = account(sensor.side, sensor.emit_log, records[sensor.side], sources[sensor.side], faults)
@@ -432,7 +335,7 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
         sides.append(acc)
     warmup_s = min(WARMUP_MAX_S, 0.25 * duration_s)
     unexplained = sum(a.unexplained for a in sides)
-    ok = (client.returncode == 0 and unexplained == 0 and all(
+    ok = (client.proc.returncode == 0 and unexplained == 0 and all(
         a.value_mismatches == 0 and a.not_emitted == 0 and a.replay_exit == 0 and a.summary_matches_file
         for a in sides))
     return SoakResult(
@@ -442,7 +345,7 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
         rss_samples=[(round(t, 1), round(m, 2)) for t, m in rss], cpu_percent=100.0 * cpu_s / wall_s,
         rss_start_mb=rss[0][1], rss_end_mb=rss[-1][1], rss_max_mb=max(m for _, m in rss),
         rss_growth_mb_per_h=rss_growth_mb_per_h(rss, warmup_s), warmup_s=warmup_s,
-        sides=[asdict(a) for a in sides], client_exit=client.returncode, unexplained_loss=unexplained, ok=ok)
+        sides=[asdict(a) for a in sides], client_exit=client.proc.returncode, unexplained_loss=unexplained, ok=ok)
 
 
 def inject(kind: str, sensor: Sensor, stack: BleStack) -> Fault:
