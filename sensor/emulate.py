@@ -748,7 +748,7 @@ class Peripheral:
         if self.emit_log_fd is not None:
             os.close(self.emit_log_fd)
             self.emit_log_fd = None
-        if self.bus is None:
+        if self.bus is None or not self.bus.connected:
             return
         for interface, member, path in (
                 ("org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", ADVERTISEMENT_PATH),
@@ -771,7 +771,10 @@ class Peripheral:
                               f"{reply.error_name} {detail}")
 
     async def refresh_advertisement(self, stop: asyncio.Event) -> None:
+        """Bump the advertisement until `stop` is set; raises DeviceError if the bus goes away."""
         while not stop.is_set():
+            if self.bus is None or not self.bus.connected:
+                raise DeviceError("lost the connection to the system D-Bus")
             try:
                 await asyncio.wait_for(stop.wait(), ADVERTISEMENT_REFRESH_S)
             except asyncio.TimeoutError:
