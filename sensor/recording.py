@@ -299,7 +299,7 @@ def _parse_block(block: bytes, first_line: int, layout: _Layout) -> _Block:
         block = block.replace(b"\r", b"")
     rows = _parse_block_fast(block, layout.ncols)
     if rows is not None:
-        values = rows[:, layout.take] if len(layout.take) != layout.ncols else rows
+        values = rows if layout.take == list(range(layout.ncols)) else rows[:, layout.take]  # any order
         lines = np.arange(first_line, first_line + rows.shape[0], dtype=np.int64)
         return _Block(values, lines, [], len(block))
     return _parse_block_slow(block, first_line, layout)
@@ -562,7 +562,7 @@ class _Sink:
         c, i, j = self.columns, self.n, self.n + rows
         c["t_s"][i:j], c["acc"][i:j], c["gyr"][i:j], c["lines"][i:j] = v[:, 0], v[:, 1:4], v[:, 4:7], block.lines
         if self.has_seq:
-            c["seq"][i:j] = np.nan_to_num(v[:, 7], nan=-1)
+            c["seq"][i:j] = np.nan_to_num(v[:, 7], nan=-1, posinf=-1, neginf=-1)
         if self.has_mag:
             c["mag"][i:j] = v[:, 7 + self.has_seq:10 + self.has_seq]
         self.nan_lines += block.nan_lines

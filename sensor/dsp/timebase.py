@@ -15,6 +15,8 @@ from sensor.dsp import as_array
 from sensor.errors import ConfigError, DataError
 from sensor.types import Gap, Samples
 
+MAX_MISSING = 2**62  # cap for absurd rates or time spans (an inf or a huge float must not wrap int64)
+
 
 def nominal_rate_hz(t_s: np.ndarray) -> float:
     """Sample rate of timestamps t_s (n,), n >= 2, robust to jitter and gaps.
@@ -45,14 +47,15 @@ def _missing_per_interval(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: floa
         return np.maximum(np.diff(seq.astype(np.int64)) - 1, 0)
     if not rate_hz > 0:
         raise ConfigError(f"sample rate must be > 0 Hz, got {rate_hz}")
-    excess = np.diff(t_s) * rate_hz - 1.0  # periods more than one per interval
+    with np.errstate(over="ignore"):  # overflow gives inf, capped below
+        excess = np.diff(t_s) * rate_hz - 1.0  # periods more than one per interval
     missing = np.zeros(excess.shape, dtype=np.int64)
     long_ = np.flatnonzero(excess > 0.5)
     if long_.size == 0:
         return missing
     shortfall = np.clip(np.concatenate([[0.0], excess, [0.0]]), -1.0, 0.0)  # padded: interval i at i + 1
     offset = excess[long_] + shortfall[long_] + shortfall[long_ + 2]
-    missing[long_] = np.maximum(np.rint(offset), 0).astype(np.int64)
+    missing[long_] = np.clip(np.rint(offset), 0, MAX_MISSING).astype(np.int64)
     return missing
 
 
