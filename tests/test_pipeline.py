@@ -183,3 +183,18 @@ def test_live_waits_for_a_calibration_window(sim):
     live, _, _, result = feed_live(sim, 10, params)
     assert result.reference["start_s"] == pytest.approx(0.5, abs=0.02)
     assert len(result.reps) == 4
+
+
+@pytest.mark.parametrize("placement, loaded, rate_hz", [("ankle", True, 50.0), ("thigh", False, 200.0)])
+def test_live_matches_replay_across_placements(placement, loaded, rate_hz):
+    sim = simulate_session(SimConfig(reps=5, seed=11, placement=placement, loaded=loaded, rate_hz=rate_hz,
+                                     early_drop_reps=(2,), balance_loss_reps=(3,), aborted_reps=(4,)))
+    replay = analyze(Rec("sim.csv", sim.meta, sim.samples), AnalysisParams())
+    *_, live = feed_live(sim, 10)
+    assert len(live.reps) == len(replay.reps) == 5
+    for a, b in zip(live.reps, replay.reps):
+        core = ("early_drop", "balance_loss", "aborted")
+        assert [f for f in a.flags if f in core] == [f for f in b.flags if f in core]
+        for key in ("lift_start_s", "hold_start_s", "hold_end_s", "lower_end_s"):
+            if getattr(b, key) is not None:
+                assert getattr(a, key) == pytest.approx(getattr(b, key), abs=0.2), key

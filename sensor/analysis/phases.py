@@ -411,28 +411,38 @@ class PhaseTracker:
 
     # ----- boundary refinement ------------------------------------------------------------
     def _refine_start(self, start: int, end: int) -> int:
-        """Where the motion of episode [start, end) began: the first sample whose edge signal exceeds
-        edge_threshold_dps, searched forward within the episode or, if it already does at `start`,
-        backward up to a second."""
-        thr = self.params.edge_threshold_dps
-        above = np.flatnonzero(self._buf.view(start, end).edges > thr)
-        if above.size and above[0] > 0:
-            return max(start + int(above[0]) - self.index_delay, self._buf.base)
+        """Where the motion of episode [start, end) began: the last sample at or below
+        edge_threshold_dps before the edge signal first exceeds moving_threshold_dps (the main
+        movement), looking back up to a second. Without such a peak: the first sample above the
+        edge threshold."""
+        p = self.params
         lo = max(start - self._lookback_n, self._buf.base)
-        quiet = np.flatnonzero(self._buf.view(lo, start).edges <= thr)
-        first_moving = lo + int(quiet[-1]) + 1 if quiet.size else lo
+        edges = self._buf.view(lo, end).edges
+        offset = start - lo
+        big = np.flatnonzero(edges[offset:] > p.moving_threshold_dps)
+        if big.size:
+            quiet = np.flatnonzero(edges[:offset + big[0]] <= p.edge_threshold_dps)
+            first_moving = lo + int(quiet[-1]) + 1 if quiet.size else lo
+        else:
+            above = np.flatnonzero(edges[offset:] > p.edge_threshold_dps)
+            first_moving = start + int(above[0]) if above.size else start
         return max(first_moving - self.index_delay, self._buf.base)
 
     def _refine_end(self, start: int, end: int) -> int:
-        """Where the motion of episode [start, end) ended: after the last sample whose edge signal
-        exceeds edge_threshold_dps, or, if it still does at `end`, the first quiet sample after it."""
-        thr = self.params.edge_threshold_dps
-        above = np.flatnonzero(self._buf.view(start, end).edges > thr)
-        if above.size and start + int(above[-1]) + 1 < end:
-            settled = start + int(above[-1]) + 1
+        """Where the motion of episode [start, end) ended: the first sample at or below
+        edge_threshold_dps after the edge signal last exceeded moving_threshold_dps (later small
+        wiggles are sway), looking up to still_min_s past `end`. Without such a peak: after the
+        last sample above the edge threshold."""
+        p = self.params
+        edges = self._buf.view(start, end + self._still_min_n).edges
+        inside = edges[:end - start]
+        big = np.flatnonzero(inside > p.moving_threshold_dps)
+        if big.size:
+            quiet = np.flatnonzero(edges[big[-1]:] <= p.edge_threshold_dps)
+            settled = start + int(big[-1]) + int(quiet[0]) if quiet.size else end
         else:
-            quiet = np.flatnonzero(self._buf.view(end, end + self._still_min_n).edges <= thr)
-            settled = end + int(quiet[0]) if quiet.size else end
+            above = np.flatnonzero(inside > p.edge_threshold_dps)
+            settled = start + int(above[-1]) + 1 if above.size else end
         return max(settled - self.index_delay, self._buf.base)
 
     # ----- reps ---------------------------------------------------------------------------
