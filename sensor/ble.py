@@ -163,8 +163,8 @@ class SensorLink:
     """One sensor's connection, kept up until `stop` is set: connect, configure, subscribe, watch.
 
     The link is considered lost when bleak reports a disconnect or when no notification arrived for
-    `watchdog_s` (the stack does not always report a vanished peripheral; see `silence_limit_s`). It then reconnects to the
-    same address with backoff (`BACKOFF_S`), rescanning for it first. The first connection gives up
+    `silence_limit_s()` (the stack does not always report a vanished peripheral). It then reconnects
+    to the same address with backoff (`BACKOFF_S`), rescanning for it first. The first connection gives up
     after `first_attempts` failures (DeviceError from `run`); later ones retry until stopped.
     """
 
