@@ -9,11 +9,17 @@ When that still run is confirmed the episode is classified:
 
 - at rest: a lift if the ankle (sensor) ended raised by >= `lift_rise_min_cm` (vertical displacement
   from integrating earth-frame acceleration with the velocity pinned to zero in the still phases on both
-  sides and a linear velocity de-drift), or for the thigh placement if the angle ended
-  >= `lift_angle_min_deg` above standing and the displacement agrees; an episode that went up by as
-  much but came back down without settling is an aborted rep; anything else is fidgeting.
+  sides and a linear velocity de-drift), near the highest point it reached, or for the thigh placement
+  if the angle ended >= `lift_angle_min_deg` above standing and the displacement agrees; an episode that
+  went up by as much but came back down without settling is an aborted rep; anything else is fidgeting.
 - in a hold: a lowering if it brought the sensor down by `lower_fraction` of the rep's rise (thigh: the
-  angle fell by that fraction); otherwise a balance correction (the hold goes on).
+  angle fell by that fraction; across a data gap the lowest point counts); otherwise a balance
+  correction (the hold goes on). A lowering or correction that turns the leg out of the lift's plane
+  (the hinge axis found from the lift's gyro) by >= `balance_loss_off_plane_deg` is a balance loss.
+
+Hold start and end are placed on a sharper signal (`Features.edge_dps`, the low-passed gyro speed):
+where it falls below `edge_threshold_dps` after the lift's main movement, and where it last was below
+it before the lowering's.
 
 Decisions depend only on sample values, never on where chunks start or end, so feeding a recording
 whole or in 10-sample chunks gives the same reps and events.
