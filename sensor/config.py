@@ -20,8 +20,12 @@ class AnalysisParams:
 
     Motion score: `|gyro_lp| + motion_acc_weight_dps_per_mps2 * |linear_acc_lp|` in deg/s, the gyro
     low-passed at `motion_gyro_lowpass_hz` (sharp edges), the linear acceleration at
-    `motion_acc_lowpass_hz` (below the 4-12 Hz tremor, which shakes an ankle sensor hard). A sample is moving above `moving_threshold_dps` and still again below
-    `still_threshold_dps` (hysteresis). A still run of `still_min_s` ends a motion episode.
+    `motion_acc_lowpass_hz` (below the 4-12 Hz tremor, which shakes an ankle sensor hard). A sample
+    is moving above `moving_threshold_dps` and still again below `still_threshold_dps` (hysteresis);
+    a still run of `still_min_s` ends a motion episode. Scale: standing rest scores about 1-3, a
+    hold's sway 2-8, a lift or lowering 100-300 (and its acceleration alone, 1-3 m/s^2, 30-90).
+    Every non-lowering episode inside a hold counts as a correction; those longer than
+    `correction_max_s` are also counted in the rep's `long_corrections`.
     """
 
     placement: Placement | None = None
