@@ -188,6 +188,7 @@ class LiveSession:
         self.connection = "connecting"
         self.connection_note = ""
         self._ever_streamed = False
+        self._reconnect_pending = False
         self._hold_angle_deg: float | None = None
         self._last_host_s: float | None = None
         self._finished: SessionResult | None = None
@@ -208,6 +209,9 @@ class LiveSession:
         """Decode one notification; bad bytes are counted (never fatal), good samples go on."""
         self.counters.packets += 1
         self._last_host_s = host_time_s
+        if self._reconnect_pending:  # counted once data flows again
+            self._reconnect_pending = False
+            self.counters.reconnects += 1
         try:
             packets = self.decoder.decode(payload)
         except DecodeError as exc:
@@ -239,7 +243,7 @@ class LiveSession:
         events = self._flush_reorder()
         if state == "streaming":
             if self._ever_streamed:
-                self.counters.reconnects += 1
+                self._reconnect_pending = True
                 self.decoder = self.profile.make_decoder()
                 self.clock.reconnected()
                 if self.reorder is not None:
