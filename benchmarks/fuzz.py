@@ -14,7 +14,9 @@ A stream input is a sequence of notifications, each one length byte and then tha
 Each target runs in its own Python process under libFuzzer for --seconds, with -rss_limit_mb (memory
 bound), -timeout (a single input taking longer is a hang) and -max_len. The invariant is the
 project's: only sensor.errors.HoldmonError subclasses escape, and what is returned is sane (finite
-samples of the right shape; strictly increasing recording time). Anything else is a crash:
+samples of the right shape; strictly increasing recording time; the recording target also reads every
+input a second time with the vectorised block parser switched off, and both reads must agree exactly).
+Anything else is a crash:
 libFuzzer stops that target and writes the input to the reproducer directory (a fresh temporary
 directory, printed), from which `python benchmarks/fuzz.py --reproduce NAME FILE` replays it.
 
@@ -136,24 +138,48 @@ def target_commands(data: bytes) -> None:
 _SCRATCH: dict[str, str] = {}
 
 
+def _read_both_ways(path: str):
+    """read_recording as shipped, and again with the vectorised block parser switched off.
+
+    Each result is the Recording or the str() of the HoldmonError raised; the two must agree, so the
+    fast parser is checked against the line-by-line one on every input.
+    """
+    from sensor import recording
+    from sensor.errors import HoldmonError
+
+    results = []
+    fast = recording._parse_block_fast
+    for parser in (fast, lambda block, ncols: None):
+        recording._parse_block_fast = parser
+        try:
+            results.append(recording.read_recording(path))
+        except HoldmonError as err:
+            results.append(str(err))
+        finally:
+            recording._parse_block_fast = fast
+    return results
+
+
 def target_recording(data: bytes) -> None:
     import numpy as np
-
-    from sensor.errors import HoldmonError
-    from sensor.recording import read_recording
 
     path = _SCRATCH.setdefault("path", os.path.join(tempfile.mkdtemp(prefix="holdmon-fuzz-"), "r.csv"))
     with open(path, "wb") as f:
         f.write(data)
-    try:
-        rec = read_recording(path)
-    except HoldmonError:
+    rec, slow = _read_both_ways(path)
+    if isinstance(rec, str) or isinstance(slow, str):
+        if rec != slow:
+            raise AssertionError(f"fast and line-by-line parsers disagree: {rec!r} vs {slow!r}")
         return
     s = rec.samples
     if len(s) < 2 or not np.all(np.diff(s.t_s) > 0):
         raise AssertionError("recording time is not strictly increasing")
     if not (np.isfinite(s.acc_mps2).all() and np.isfinite(s.gyr_radps).all()):
         raise AssertionError("non-finite sample in a recording")
+    for name in ("t_s", "acc_mps2", "gyr_radps", "seq", "mag_ut"):
+        a, b = getattr(s, name), getattr(slow.samples, name)
+        if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+            raise AssertionError(f"fast and line-by-line parsers disagree on {name}")
 
 
 TARGET_FUNCS = {name: globals()[f"target_{name}"] for name in TARGETS}
@@ -210,6 +236,13 @@ def seeds(name: str) -> list[bytes]:
                 meta = RecordingMeta(device="AA:BB", profile="holdmon", rate_hz=100.0, placement="ankle")
                 write_recording(path, meta, Samples(t, acc, gyr, seq, None))
                 out.append(Path(path).read_bytes())
+        lines = out[1].decode().split("\n")
+        head = lines.index("t_s,ax_mps2,ay_mps2,az_mps2,gx_radps,gy_radps,gz_radps,seq")
+        order = [7, 0, 4, 5, 6, 1, 2, 3]  # seq first, gyro before acc
+        for i in range(head, len(lines) - 1):
+            fields = lines[i].split(",")
+            lines[i] = ",".join(fields[k] for k in order)
+        out.append("\n".join(lines).encode())
         return out
     raise ValueError(name)
 
