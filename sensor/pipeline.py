@@ -216,7 +216,7 @@ def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
 
     With a calibration window: the samples inside it (None until data passes its end unless complete).
     Otherwise the first `reference_still_s` of the first still run that long. When `complete` (all data
-    seen) and there is no such run, the quietest window of that length.
+    seen) and there is no such run, the quietest window of that length (all of it when shorter).
     """
     n = len(raw)
     if params.calibration_window_s is not None:
@@ -229,8 +229,8 @@ def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
                             f"(data covers {raw.t_s[0]:.2f}-{raw.t_s[-1]:.2f} s)")
         return int(inside[0]), int(inside[-1]) + 1
     need = max(2, int(round(params.reference_still_s * rate_hz)))
-    if n < need:
-        return None
+    if n < need:  # all the data there will ever be is shorter than one window: use it all
+        return (0, n) if complete and n > 0 else None
     motion = _motion_dps(raw, np.zeros(3), params)
     still = np.concatenate(([False], motion < params.still_threshold_dps, [False])).astype(np.int8)
     edges = np.diff(still)
