@@ -26,6 +26,9 @@ HOLD_BAND_HALF_WIDTH_DEG = 5.0
 LINK_KINDS = ("connecting", "streaming", "stalled", "disconnected", "reconnecting", "stopped")
 RECORDING_FAILED = "recording_failed"
 ANALYSIS_FAILED = "analysis_failed"
+RATE_MISMATCH = "rate_mismatch"
+RATE_CHECK_AFTER_S = 3.0
+RATE_TOLERANCE = 0.1
 
 DataItem = tuple[str, float, bytes]
 LinkItem = Union[DataItem, tuple[str, float, str, str]]
@@ -194,6 +197,8 @@ class LiveSession:
         self._finished: SessionResult | None = None
         self.recording_error: str | None = None
         self.analysis_error: str | None = None
+        self.rate_warning: str | None = None
+        self._rate_probe: tuple[float, int] | None = None  # (host s, samples+lost) at the first packet
 
     # ------------------------------------------------------------------ input
 
@@ -242,6 +247,7 @@ class LiveSession:
         previous, self.connection, self.connection_note = self.connection, state, note
         events = self._flush_reorder()
         if state == "streaming":
+            self._rate_probe = None  # measured within one connection only
             if self._ever_streamed:
                 self._reconnect_pending = True
                 self.decoder = self.profile.make_decoder()
@@ -258,12 +264,14 @@ class LiveSession:
         if n == 0:
             return []
         block = self.clock.map(host_time_s, n, packet.sample_seq, packet.sensor_time_s)
+        rate_events = self._check_rate(host_time_s, counted=not self.profile.has_sample_counter
+                                       and packet.sensor_time_s is None)
         if block.t_s.size == 0:
-            return []
+            return rate_events
         keep = block.keep
         samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
                           block.seq if self.profile.has_sample_counter else None)
-        events = self._record(samples)
+        events = rate_events + self._record(samples)
         events += self._analyse(samples)
         for event in events:
             if event.kind == "hold_start":
@@ -271,6 +279,30 @@ class LiveSession:
             elif event.kind in ("hold_end", "rep_done", "rep_aborted"):
                 self._hold_angle_deg = None
         return events
+
+    def _check_rate(self, host_time_s: float, counted: bool) -> list[Event]:
+        """Once, a few seconds into the stream: does the sensor send at the rate it was configured for?
+        (A sensor that ignored the rate command would get wrong times and a wrong analysis.) Lost
+        samples count when a counter or the sensor's clock says so, not when the clock only guessed
+        them from late arrivals (`counted`)."""
+        if self.rate_warning is not None:
+            return []
+        stats = self.clock.stats
+        count = stats.samples + stats.duplicate_samples + (0 if counted else stats.lost_samples)
+        if self._rate_probe is None:
+            self._rate_probe = (host_time_s, count)
+            return []
+        start_s, start_count = self._rate_probe
+        span_s = host_time_s - start_s
+        if span_s < RATE_CHECK_AFTER_S:
+            return []
+        measured_hz = (count - start_count) / span_s
+        if abs(measured_hz / self.rate_hz - 1.0) <= RATE_TOLERANCE:
+            self.rate_warning = ""
+            return []
+        self.rate_warning = (f"the sensor sends about {measured_hz:.0f} Hz, not the configured {self.rate_hz:g} Hz; "
+                             f"restart with --rate-hz {measured_hz:.0f}")
+        return [Event(RATE_MISMATCH, self.session_time_s(host_time_s), message=self.rate_warning)]
 
     def _analyse(self, samples: Samples) -> list[Event]:
         """Feed the pipeline; should the analysis fail, recording goes on and the failure is shown."""
@@ -355,6 +387,7 @@ class LiveSession:
             "rows_written": None if self.recorder is None else self.recorder.rows_written,
             "recording_error": self.recording_error,
             "analysis_error": self.analysis_error,
+            "rate_warning": self.rate_warning or None,
         }
 
 

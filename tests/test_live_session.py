@@ -367,3 +367,26 @@ def test_link_drop_with_the_counter_paused_is_a_time_jump(sim, tmp_path):
     assert dt[jump] == pytest.approx(pause_s, abs=0.1)  # re-anchored on the first packet: its jitter
     assert np.all(np.abs(np.delete(dt, jump) - 1 / RATE_HZ) < 0.5 / RATE_HZ)
     assert session.clock.stats.lost_samples == 0 and session.clock.stats.counter_resets == 0
+
+
+def test_a_sensor_ignoring_the_rate_command_is_reported(sim, tmp_path):
+    """WitMotion-style stream (no counter) at 50 Hz while 100 Hz was configured."""
+    s = sim.samples.slice(0, 600)
+    session, writer = make_session(tmp_path, profile=witmotion.PROFILE)
+    packets = [(50.0 + 2 * s.t_s[i + 1] + LATENCY_S,
+                witmotion.encode_frames(s.acc_mps2[i:i + 2], s.gyr_radps[i:i + 2], np.zeros((2, 3))))
+               for i in range(0, len(s) - 1, 2)]
+    events = feed(session, packets)
+    writer.close()
+    warned = [e for e in events if e.kind == "rate_mismatch"]
+    assert len(warned) == 1
+    assert "about 50 Hz, not the configured 100 Hz" in warned[0].message
+    assert session.summary()["rate_warning"] == warned[0].message
+
+
+def test_matching_rate_gives_no_warning(sim, tmp_path):
+    session, writer = make_session(tmp_path)
+    events = feed(session, holdmon_packets(sim.samples.slice(0, 800)))
+    writer.close()
+    assert not [e for e in events if e.kind == "rate_mismatch"]
+    assert session.summary()["rate_warning"] is None

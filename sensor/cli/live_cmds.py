@@ -335,6 +335,7 @@ class LiveRun:
                          for s in self.sessions if s.counters.last_decode_error)
         messages += tuple(f"{s.meta.device}: live analysis stopped: {s.analysis_error}"
                           for s in self.sessions if s.analysis_error)
+        messages += tuple(f"{s.meta.device}: {s.rate_warning}" for s in self.sessions if s.rate_warning)
         return LiveView(tuple(s.view() for s in self.sessions), elapsed_s=elapsed,
                         duration_s=self.opts.duration_s, target_hold_s=params.target_hold_s,
                         goal_hold_s=params.goal_hold_s, messages=messages)
@@ -379,6 +380,8 @@ def summary_lines(session, result) -> list[str]:
         flags = f", flags: {', '.join(rep.flags)}" if rep.flags else ""
         lines.append(f"  #{rep.index}: hold {rep.hold_duration_s:.1f} s"
                      f"{' ✓' if rep.target_met else ''}{sway}{flags}")
+    if s["rate_warning"]:
+        lines.append(f"  warning: {s['rate_warning']}")
     if s["analysis_error"]:
         lines.append(f"  live analysis stopped: {s['analysis_error']} (replay the recording)")
     if s["recording_error"]:
