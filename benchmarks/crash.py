@@ -45,6 +45,7 @@ from tests.ble.faults import LiveProcess, drain, parse_emit_log  # noqa: E402
 RATE_HZ = 200.0
 KILL_AFTER_S = (0.3, 9.0)
 MAX_LOSS_S = 1.0
+STREAMING_TIMEOUT_S = 60.0
 ACC_TOL_MPS2 = hm.acc_scale_mps2(hm.DEFAULT_ACC_CODE) / 2 + 1e-5
 GYR_TOL_RADPS = hm.gyro_scale_radps(hm.DEFAULT_GYRO_CODE) / 2 + 1e-5
 
@@ -121,8 +122,10 @@ def _is_sent_prefix(samples, source) -> bool:
 
 
 def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s: float = MAX_LOSS_S,
-                kill_after_s: tuple[float, float] = KILL_AFTER_S, log=print) -> list[CrashRun]:
-    """`runs` kills at uniformly random moments in `kill_after_s` after the client's start."""
+                kill_after_s: tuple[float, float] = KILL_AFTER_S, after_streaming: bool = False,
+                log=print) -> list[CrashRun]:
+    """`runs` kills at uniformly random moments in `kill_after_s` after the client's start (or, with
+    `after_streaming`, after it printed its `streaming` event)."""
     rng = np.random.default_rng(seed)
     source_path, source = make_source(out_dir)
     emulators = Emulators(stack)
@@ -137,7 +140,11 @@ def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s
                                      "--rate-hz", f"{RATE_HZ:g}", "--record", str(record), "--no-ui"],
                              out_dir, name=f"live-{k:03d}")
         try:
-            time.sleep(max(0.0, client.started_s + delay_s - time.monotonic()))
+            since_s = client.started_s
+            if after_streaming:
+                client.wait_event("streaming", STREAMING_TIMEOUT_S)
+                since_s = time.monotonic()
+            time.sleep(max(0.0, since_s + delay_s - time.monotonic()))
             kill_s = time.monotonic()
             client.kill()
         finally:
