@@ -1,6 +1,6 @@
 """Rep detection and hold metrics against simulator ground truth, over many seeds.
 
-    python benchmarks/groundtruth.py [--seeds N] [--reps R] [--lost-packet-rate P] [--json]
+    python benchmarks/groundtruth.py [--seeds N] [--first-seed S] [--reps R] [--lost-packet-rate P] [--json]
 
 For every seed, both placements (ankle, thigh), unloaded and loaded, and rates 50/100/200 Hz, a session
 is simulated (with sensor errors and lost packets), analysed by `sensor.pipeline.analyze` and matched
@@ -165,6 +165,7 @@ def run_one(seed: int, placement: str, loaded: bool, rate_hz: float, reps: int,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="seeds per configuration (default 10)")
+    ap.add_argument("--first-seed", type=int, default=0, help="first simulator seed (default 0)")
     ap.add_argument("--reps", type=int, default=8, help="reps per simulated session (default 8)")
     ap.add_argument("--lost-packet-rate", type=float, default=0.002,
                     help="share of BLE packets lost, in runs of 1-3 (simulator default 0.002)")
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         for loaded in (False, True):
             for rate_hz in (50.0, 100.0, 200.0):
                 group = Score()
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     group.add(run_one(seed, placement, loaded, rate_hz, args.reps, params,
                                       args.lost_packet_rate))
                 name = f"{placement}/{'loaded' if loaded else 'unloaded'}/{rate_hz:g}Hz"
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print("\n".join(total.misses))
     if args.json:
-        print(json.dumps({"seeds": args.seeds, "reps_per_session": args.reps,
+        print(json.dumps({"seeds": args.seeds, "first_seed": args.first_seed, "reps_per_session": args.reps,
                           "lost_packet_rate": args.lost_packet_rate, "total": summary,
                           "groups": groups}))
     return 0

@@ -205,3 +205,13 @@ def test_hold_longer_than_the_buffer_keeps_its_timings():
     assert rep.hold_start_s == pytest.approx(4.0, abs=0.1)
     assert rep.hold_duration_s == pytest.approx(12.0, abs=0.2)
     assert rep.hold_angle_mean_deg == pytest.approx(15.0, abs=0.05)
+
+
+def test_coming_down_from_an_unseen_slow_rise_is_an_aborted_rep():
+    s = Session(20.0)
+    s.move(3.0, 3.0, 0.12, 0.0)  # too slow to count as motion
+    s.move(7.0, 0.8, -0.12, 0.0)
+    tracker, _ = run(s.features())
+    (rep,) = tracker.reps
+    assert rep.flags == ["aborted"] and rep.extra["rise_unseen"] is True
+    assert rep.lift_start_s == pytest.approx(7.0, abs=0.2)

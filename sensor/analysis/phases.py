@@ -363,6 +363,11 @@ class PhaseTracker:
             return
         if self._went_up_and_back(info, settled) and info["duration_s"] >= p.aborted_min_s:
             self._aborted_rep(self._refine_start(start, end), self._refine_end(start, end) if settled else end - 1)
+        elif settled and self.placement == "ankle" and info["net_cm"] <= -p.lift_rise_min_cm:
+            # came down from a height it rose to too slowly to be seen as motion: a lift that was
+            # not held (its start is unknown; the rep starts where the descent does)
+            self._aborted_rep(self._refine_start(start, end), self._refine_end(start, end),
+                              {"rise_unseen": True})
 
     def _went_up_and_back(self, info: dict, settled: bool) -> bool:
         """The episode rose like a lift (height; for the thigh also the angle) and ended at most
@@ -552,7 +557,7 @@ class PhaseTracker:
             extra=dict(rep.extra),
         )
 
-    def _aborted_rep(self, start: int, end: int) -> None:
+    def _aborted_rep(self, start: int, end: int, extra: dict[str, object] | None = None) -> None:
         span = self._buf.view(start, end + 1)
         rep = Rep(
             index=len(self.reps) + 1, lift_start_s=self._t(start), hold_start_s=None, hold_end_s=None,
@@ -560,7 +565,7 @@ class PhaseTracker:
             peak_angle_deg=float(span.angle_deg.max()) if len(span) else None,
             hold_angle_mean_deg=None, sway_sd_deg=None, sway_range_deg=None, sag_deg_per_s=None,
             mean_speed_dps=None, tremor_rms_dps=None, tremor_growth=None, corrections=0,
-            target_met=False, flags=["aborted"],
+            target_met=False, flags=["aborted"], extra=dict(extra or {}),
         )
         self.reps.append(rep)
         self._events.append(Event("rep_aborted", rep.lift_start_s, rep=rep, message="lift not held"))
