@@ -54,6 +54,7 @@ handling: no IO) and a D-Bus part (`Peripheral`, `run_emulator`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import os
@@ -336,6 +337,88 @@ class WitmotionEmulation:
         return WriteOutcome()  # unlock, save, calibration: accepted, nothing to emulate
 
 
+class Streamer:
+    """Which samples go out when, and as which bytes: the emulator's behaviour without any IO.
+
+    The caller passes the (monotonic) time. Holds the emulation (profile settings), the source
+    cursor and, while streaming, the schedule; the sensor clock is `now_s - clock_origin_s`.
+    """
+
+    def __init__(self, emulation: Emulation, source: Samples, *, loop: bool, start_index: int,
+                 clock_origin_s: float) -> None:
+        self.emulation = emulation
+        self.source = source
+        self.source_rate_hz = nominal_rate_hz(source.t_s)
+        self.cursor = SourceCursor(self._at_rate(emulation.rate_hz), loop, start_index)
+        self.clock_origin_s = clock_origin_s
+        self.schedule: StreamSchedule | None = None
+        self.schedule_first_index = 0
+
+    def _at_rate(self, rate_hz: float) -> Samples:
+        if abs(rate_hz - self.source_rate_hz) <= 1e-6 * rate_hz:
+            return self.source
+        return resample(self.source, rate_hz)
+
+    @property
+    def streaming(self) -> bool:
+        return self.schedule is not None
+
+    def start(self, now_s: float) -> None:
+        """A new schedule from the cursor's position; its first packet marks the (re)start."""
+        self.schedule = StreamSchedule(self.emulation.rate_hz, now_s)
+        self.schedule_first_index = self.cursor.next_index
+
+    def stop(self) -> None:
+        self.schedule = None
+
+    def due(self, now_s: float, final: bool = False,
+            emulation: Emulation | None = None) -> list[tuple[bytes, SampleBlock]]:
+        """The notifications due at `now_s`: full ones (and, if `final`, the shorter rest), encoded
+        with `emulation`'s settings (default: the current ones)."""
+        emulation = emulation or self.emulation
+        out: list[tuple[bytes, SampleBlock]] = []
+        if self.schedule is None:
+            return out
+        per_notification = emulation.samples_per_notification()
+        due = self.schedule.samples_due(now_s)
+        while True:
+            pending = due - (self.cursor.next_index - self.schedule_first_index)
+            short = pending < per_notification and pending < self.cursor.remaining
+            if pending <= 0 or (short and not final):
+                return out
+            block = self.cursor.take(min(pending, per_notification))
+            if block is None:
+                return out
+            k = block.first_index - self.schedule_first_index
+            t_first_s = self.schedule.time_of(k) - self.clock_origin_s
+            out.append((emulation.encode(block, t_first_s, stream_start=k == 0), block))
+
+    def next_due_s(self) -> float | None:
+        """When the next full notification is due; None when stopped or the source has ended."""
+        if self.schedule is None or self.cursor.exhausted:
+            return None
+        count = min(self.emulation.samples_per_notification(), self.cursor.remaining)
+        return self.schedule.time_of(self.cursor.next_index - self.schedule_first_index + count - 1)
+
+    def on_write(self, data: bytes, now_s: float) -> tuple[list[tuple[bytes, SampleBlock]], WriteOutcome]:
+        """Apply a control write: (notifications flushed before the replies, what the write asked)."""
+        before = copy.copy(self.emulation)  # the settings the buffered samples were taken with
+        old_rate_hz = before.rate_hz
+        outcome = self.emulation.on_write(data, DeviceState(self.streaming, self.cursor.next_index))
+        flushed = self.due(now_s, final=True, emulation=before) if outcome.flush else []
+        if outcome.stop:
+            self.stop()
+        if outcome.reconfigured:
+            new_rate_hz = self.emulation.rate_hz
+            if new_rate_hz != old_rate_hz:
+                self.cursor.rescale(old_rate_hz, new_rate_hz, self._at_rate(new_rate_hz))
+            if self.streaming:
+                self.start(now_s)
+        if outcome.start and not self.streaming:
+            self.start(now_s)
+        return flushed, outcome
+
+
 def tilt_angles_deg(acc_mps2: np.ndarray) -> np.ndarray:
     """(n, 3) roll, pitch, yaw in degrees from gravity alone (yaw 0), as a resting WitMotion reports."""
     roll = np.degrees(np.arctan2(acc_mps2[:, 1], acc_mps2[:, 2]))
@@ -536,10 +619,10 @@ class Peripheral:
     def __init__(self, emulation: Emulation, source: Samples, *, adapter: str, loop: bool, name: str,
                  start_index: int) -> None:
         self.emulation = emulation
-        self.source = source
-        self.source_rate_hz = nominal_rate_hz(source.t_s)
         self.adapter_path = f"/org/bluez/{adapter}"
-        self.cursor = SourceCursor(self._at_rate(emulation.rate_hz), loop, start_index)
+        self.boot_s = time.monotonic() - SENSOR_CLOCK_AT_START_S
+        self.streamer = Streamer(emulation, source, loop=loop, start_index=start_index,
+                                 clock_origin_s=self.boot_s)
         self.report = EmulatorReport(emulation.profile.name, name, adapter, emulation.rate_hz)
         profile = emulation.profile
         service_path = f"{APP_PATH}/service0"
@@ -553,20 +636,11 @@ class Peripheral:
         self.data_char = self.chars[profile.notify_uuid]
         self.advertisement = Advertisement(name, [profile.service_uuid])
         self.bus: MessageBus | None = None
-        self.boot_s = time.monotonic() - SENSOR_CLOCK_AT_START_S
-        self.schedule: StreamSchedule | None = None
-        self.schedule_first_index = 0
         self.stream_task: asyncio.Task | None = None
         self.register_task: asyncio.Task | None = None
-        self.started = False
         self.emit_log_fd: int | None = None
         self.pending_glitches: list[str] = []
         self.held: tuple[bytes, SampleBlock] | None = None
-
-    def _at_rate(self, rate_hz: float) -> Samples:
-        if abs(rate_hz - self.source_rate_hz) <= 1e-6 * rate_hz:
-            return self.source
-        return resample(self.source, rate_hz)
 
     # ---- events from the characteristics -------------------------------------------------
     def on_subscribe(self, char: GattCharacteristic) -> None:
@@ -582,71 +656,48 @@ class Peripheral:
     def on_write(self, data: bytes) -> None:
         self.report.writes += 1
         self.report.commands.append(data.hex())
-        old_rate_hz = self.emulation.rate_hz
-        outcome = self.emulation.on_write(data, DeviceState(self.started, self.cursor.next_index))
-        if outcome.flush:
-            self._send_due(final=True)
-        if outcome.stop:
-            self._stop()
-        if outcome.reconfigured:
-            new_rate_hz = self.emulation.rate_hz
-            if new_rate_hz != old_rate_hz:
-                self.cursor.rescale(old_rate_hz, new_rate_hz, self._at_rate(new_rate_hz))
-                self.report.rate_hz = new_rate_hz
-            if self.started:
-                self._stop()
-                self._start()
+        schedule = self.streamer.schedule
+        flushed, outcome = self.streamer.on_write(data, time.monotonic())
+        for payload, block in flushed:
+            self._send(payload, block)
+        if self.streamer.schedule is not schedule:
+            self._restart_task()
+        self.report.rate_hz = self.emulation.rate_hz
         for uuid, payload in outcome.replies:
             self.chars[uuid].notify(payload)
-        if outcome.start and not self.started:
-            self._start()
 
     # ---- streaming --------------------------------------------------------------------------
     def _start(self) -> None:
-        """Start a new schedule at the cursor's position; its first packet marks the (re)start."""
-        self.started = True
-        self.schedule = StreamSchedule(self.emulation.rate_hz, time.monotonic())
-        self.schedule_first_index = self.cursor.next_index
-        self.stream_task = asyncio.create_task(self._stream())
+        self.streamer.start(time.monotonic())
+        self._restart_task()
 
     def _stop(self) -> None:
         if self.held is not None:  # a notification held back for reordering goes out now
             held, self.held = self.held, None
             self._notify_data(*held)
-        self.started = False
+        self.streamer.stop()
+        self._restart_task()
+
+    def _restart_task(self) -> None:
+        """One streaming task per schedule (a new schedule may be due sooner than the old one)."""
         if self.stream_task is not None:
             self.stream_task.cancel()
             self.stream_task = None
+        if self.streamer.streaming:
+            self.stream_task = asyncio.create_task(self._stream())
 
     async def _stream(self) -> None:
         """Send each notification once its last sample is due, until stopped or the source ends."""
-        per_notification = self.emulation.samples_per_notification()
-        while not self.cursor.exhausted:
-            self._send_due(final=False)
-            next_last = self.cursor.next_index - self.schedule_first_index + per_notification - 1
-            await asyncio.sleep(max(0.0, self.schedule.time_of(next_last) - time.monotonic()))
-        self.report.source_exhausted = True
-
-    def _send_due(self, final: bool) -> None:
-        """Send the due samples in full notifications (and, if `final`, the shorter rest)."""
-        if self.schedule is None or not self.started:
-            return
-        per_notification = self.emulation.samples_per_notification()
-        due = self.schedule.samples_due(time.monotonic())
         while True:
-            pending = due - (self.cursor.next_index - self.schedule_first_index)
-            short = pending < per_notification and pending < self.cursor.remaining
-            if pending <= 0 or (short and not final):
-                return
-            block = self.cursor.take(min(pending, per_notification))
-            if block is None:
-                return
-            self._send(block)
+            for payload, block in self.streamer.due(time.monotonic()):
+                self._send(payload, block)
+            wake_s = self.streamer.next_due_s()
+            if wake_s is None:
+                break
+            await asyncio.sleep(max(0.0, wake_s - time.monotonic()))
+        self.report.source_exhausted = self.streamer.cursor.exhausted
 
-    def _send(self, block: SampleBlock) -> None:
-        k = block.first_index - self.schedule_first_index
-        t_first_s = self.schedule.time_of(k) - self.boot_s
-        payload = self.emulation.encode(block, t_first_s, stream_start=k == 0)
+    def _send(self, payload: bytes, block: SampleBlock) -> None:
         glitch = self.pending_glitches.pop(0) if self.pending_glitches else None
         if glitch == "garbage":
             self.data_char.notify(GARBAGE_PAYLOAD)
@@ -676,7 +727,7 @@ class Peripheral:
     # ---- fault injection -----------------------------------------------------------------
     def open_emit_log(self, path: str | os.PathLike) -> None:
         self.emit_log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._log(f"start {os.getpid()} {self.cursor.next_index}")
+        self._log(f"start {os.getpid()} {self.streamer.cursor.next_index}")
 
     def _log(self, text: str) -> None:
         """One emit-log line, written at once (an unbuffered write survives SIGKILL)."""

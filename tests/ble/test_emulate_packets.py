@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sensor.emulate import (DeviceState, HoldmonEmulation, SampleBlock, SourceCursor, StreamSchedule,
+from sensor.emulate import (DeviceState, HoldmonEmulation, SampleBlock, SourceCursor, StreamSchedule, Streamer,
                             WitmotionEmulation, load_source, make_emulation, resample, supported_rate_hz)
 from sensor.errors import ConfigError
 from sensor.protocols import holdmon as hm
@@ -114,3 +116,51 @@ def test_source_rate_maps_to_the_nearest_profile_rate():
     assert supported_rate_hz("holdmon", 120.0) == 100.0
     assert supported_rate_hz("holdmon", 333.0) == 400.0
     assert supported_rate_hz("witmotion", 104.0) == 100.0
+
+
+@given(rate_hz=st.sampled_from([50.0, 100.0, 200.0, 400.0]), start_index=st.integers(0, 70000),
+       steps_ms=st.lists(st.integers(0, 120), min_size=1, max_size=60), loop=st.booleans())
+def test_streamer_sends_every_sample_once_in_order_never_early(rate_hz, start_index, steps_ms, loop):
+    n = 300
+    source = ramp_samples(n, rate_hz)
+    start_index = start_index if loop else start_index % n
+    streamer = Streamer(HoldmonEmulation(rate_hz), source, loop=loop, start_index=start_index, clock_origin_s=90.0)
+    decoder = hm.HoldmonDecoder()
+    now_s = 100.0
+    streamer.on_write(hm.encode_start(), now_s)
+    sent = []
+    for step_ms in steps_ms:
+        now_s += step_ms / 1000.0
+        for payload, block in streamer.due(now_s):
+            (packet,) = decoder.decode(payload)
+            last_due_s = 100.0 + (block.first_index + len(block) - 1 - start_index) / rate_hz
+            assert last_due_s <= now_s + 1e-9  # never before its last sample is due
+            assert packet.sensor_time_s[0] == pytest.approx(100.0 - 90.0 + (block.first_index - start_index) / rate_hz,
+                                                            abs=1e-6)
+            sent.append(packet)
+    flushed, _ = streamer.on_write(hm.encode_stop(), now_s)
+    packets = sent + [p for payload, _ in flushed for p in decoder.decode(payload)]
+    expected_count = min(int((now_s - 100.0) * rate_hz + 1e-9) + 1, n - start_index if not loop else 10**9)
+    seq = np.concatenate([p.sample_seq for p in packets]) if packets else np.zeros(0, dtype=np.int64)
+    # The decoder starts from the first packet's 16-bit counter and unwraps from there.
+    np.testing.assert_array_equal(seq, start_index % 65536 + np.arange(expected_count))
+    if packets:
+        acc = np.concatenate([p.acc_mps2 for p in packets])
+        rows = (start_index + np.arange(expected_count)) % n
+        np.testing.assert_allclose(acc, source.acc_mps2[rows], atol=hm.acc_scale_mps2(hm.DEFAULT_ACC_CODE))
+    assert not streamer.streaming and decoder.lost_samples == 0
+
+
+def test_streamer_rate_change_mid_stream_restarts_with_a_mark():
+    source = ramp_samples(2000, 100.0)
+    streamer = Streamer(HoldmonEmulation(100.0), source, loop=False, start_index=0, clock_origin_s=0.0)
+    streamer.on_write(hm.encode_start(), 10.0)
+    first = streamer.due(10.5)
+    flushed, outcome = streamer.on_write(hm.encode_set_rate(200.0), 10.5)
+    after = streamer.due(11.0)
+    headers = [hm.parse_data_packet(p)[0] for p, _ in first + flushed + after]
+    assert outcome.replies == ((hm.CONTROL_UUID, bytes.fromhex("830002")),)
+    assert [h.stream_start for h in headers].count(True) == 2
+    restart = next(i for i, h in enumerate(headers) if i > 0 and h.stream_start)
+    assert headers[restart - 1].rate_hz == 100 and headers[restart].rate_hz == 200
+    assert headers[restart].seq == 2 * (headers[restart - 1].seq + headers[restart - 1].n)  # same time, twice the rate
