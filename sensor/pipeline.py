@@ -179,7 +179,7 @@ def _bridged(samples: Samples, rate_hz: float, params: AnalysisParams) -> tuple[
     if len(bridged) == len(samples):
         return bridged, keep
     gaps = find_gaps(samples.t_s, samples.seq, rate_hz)
-    interval = np.searchsorted(samples.t_s, [g.start_s for g in gaps])
+    interval = np.searchsorted(samples.t_s, [g.start_s for g in gaps], side="right") - 1  # sample before
     missing = np.array([g.missing_samples for g in gaps], dtype=np.int64)
     filled = np.where(missing <= bridge_n, missing, 0)
     position = interval + np.concatenate(([0], np.cumsum(filled)[:-1]))  # bridged index of gap start
