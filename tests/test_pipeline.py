@@ -198,3 +198,17 @@ def test_live_matches_replay_across_placements(placement, loaded, rate_hz):
         for key in ("lift_start_s", "hold_start_s", "hold_end_s", "lower_end_s"):
             if getattr(b, key) is not None:
                 assert getattr(a, key) == pytest.approx(getattr(b, key), abs=0.2), key
+
+
+@pytest.mark.parametrize("packet_samples", [2, 5])
+def test_orientation_bridge_is_dropped_again_for_the_analysis(packet_samples):
+    from sensor.dsp.timebase import fill_short_gaps
+    from sensor.pipeline import _bridged
+
+    sim = simulate_session(SimConfig(reps=2, seed=1, rate_hz=100.0, lost_packet_rate=0.05,
+                                     packet_samples=packet_samples))
+    bridged, keep = _bridged(sim.samples, 100.0, AnalysisParams())
+    assert len(bridged) > len(sim.samples)  # every gap up to 0.5 s interpolated for the orientation
+    short = fill_short_gaps(sim.samples, 100.0, AnalysisParams().gap_fill_max_samples)
+    np.testing.assert_array_equal(bridged.t_s[keep], short.t_s)
+    np.testing.assert_array_equal(bridged.acc_mps2[keep], short.acc_mps2)
