@@ -73,7 +73,7 @@ def open_db(path: Path, target_version: int = SCHEMA_VERSION) -> sqlite3.Connect
     """Open (creating with mode 0600 if new) and migrate the database to `target_version`."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new data directory: user only
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(path)
