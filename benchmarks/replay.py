@@ -16,7 +16,7 @@ library call available: pandas.read_csv (C engine) when pandas is installed, els
 C parser is faster than numpy.genfromtxt and numpy.fromstring here).
 
 With --json the last line of stdout is one JSON object: samples, seconds, samples_per_s, parse_floor_s,
-peak_rss_mb, stage_s, plus runs, startup_s, cpu_s and stage_cpu_s (process CPU time, less
+peak_rss_mb, stage_s, plus runs, startup_s, cpu_s, samples_per_cpu_s and stage_cpu_s (process CPU time, less
 sensitive to other load than wall time), load_avg_1min, cli_s (one timed run of the installed
 `holdmon replay FILE --json`, start-up included) and the targets.
 """
@@ -157,6 +157,7 @@ def measure(cache_dir: Path, runs: int) -> dict:
         "startup_s": round(best["startup_s"], 3),
         "cli_s": None if cli_s is None else round(cli_s, 3),
         "cpu_s": round(best["cpu_s"], 3),
+        "samples_per_cpu_s": round(best["samples"] / best["cpu_s"]),
         "stage_cpu_s": {k: round(v, 3) for k, v in best["stage_cpu_s"].items()},
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "reps": best["reps"],
@@ -183,7 +184,7 @@ def print_table(m: dict) -> None:
                      f"{ok(m['peak_rss_mb'] < TARGET_PEAK_RSS_MB)}"),
         ("startup", f"{m['startup_s']:.3f} s (interpreter + imports, not counted)"),
         ("CPU time", f"{m['cpu_s']:.3f} s (all threads; load average {m['load_avg_1min']} on "
-                     f"{m['cpu_count']} CPUs)"),
+                     f"{m['cpu_count']} CPUs) = {m['samples_per_cpu_s']:,} samples per CPU second"),
         ("holdmon CLI", "-" if m["cli_s"] is None else
          f"{m['cli_s']:.3f} s for `holdmon replay FILE --json` (one run, start-up included)"),
     ]
