@@ -212,3 +212,11 @@ def test_orientation_bridge_is_dropped_again_for_the_analysis(packet_samples):
     short = fill_short_gaps(sim.samples, 100.0, AnalysisParams().gap_fill_max_samples)
     np.testing.assert_array_equal(bridged.t_s[keep], short.t_s)
     np.testing.assert_array_equal(bridged.acc_mps2[keep], short.acc_mps2)
+
+
+def test_recording_shorter_than_the_reference_window_is_analysed(sim):
+    result = analyze(Rec("short.csv", sim.meta, sim.samples.slice(0, 40)), AnalysisParams())
+    assert result.reps == [] and result.to_json()["summary"]["reps"] == 0
+    live = LivePipeline(sim.meta, AnalysisParams(), sim.meta.rate_hz)
+    live.feed(sim.samples.slice(0, 40))
+    assert live.finish().reps == []
