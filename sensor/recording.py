@@ -3,7 +3,7 @@
 A file is `# key: value` metadata lines, one header row naming the columns, then one row per sample.
 The reader parses the rows in blocks of a few hundred kilobytes with a vectorised numpy parser (falling
 back to a careful line-by-line parser for blocks it does not understand), so a large file is never held
-in memory as text and parsing runs at tens of millions of fields per second. Problems that do not make
+in memory as text and parsing runs at over ten million fields per second. Problems that do not make
 the data unusable are reported as `DataIssue`s; fatal ones raise `RecordingError(path, message, line)`.
 """
 
