@@ -370,7 +370,8 @@ def summary_lines(session, result) -> list[str]:
     lines = [f"{who}{s['device']} ({s['profile']}, {s['rate_hz']:g} Hz): {result.duration_s:.1f} s, "
              f"{s['samples']} samples in {s['packets']} packets, {s['bad_packets']} bad packets, "
              f"{s['lost_samples']} samples lost in {s['gaps']} gaps, {s['reconnects']} reconnects"
-             + (f", {s['counter_resets']} counter resets" if s["counter_resets"] else "")]
+             + (f", {s['counter_resets']} counter resets" if s["counter_resets"] else "")
+             + (f", {s['duplicate_samples']} duplicate samples dropped" if s["duplicate_samples"] else "")]
     summ = result.summary()
     mean_hold = "-" if summ["mean_hold_s"] is None else f"{summ['mean_hold_s']:.1f} s"
     lines.append(f"  reps {summ['reps']} (target met {summ['reps_target_met']}, aborted {summ['aborted']}), "
