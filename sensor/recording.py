@@ -285,53 +285,63 @@ class _Layout:
 
 @dataclass
 class _Block:
-    """Parsed rows of one block: values (rows, len(take)), their file lines, rows with NaN/empty fields."""
+    """Parsed rows of one block: values (rows, len(take)); the 0-based line offset of each row in the
+    block (None: row i is line i), of rows with NaN/empty fields; newline count; text bytes."""
 
     values: np.ndarray
-    lines: np.ndarray
-    nan_lines: list[int]
-    nbytes: int = 0  # text bytes the rows came from
+    offsets: np.ndarray | None
+    nan_offsets: list[int]
+    nlines: int
+    nbytes: int
 
 
-def _parse_block(block: bytes, first_line: int, layout: _Layout) -> _Block:
-    """Parse complete lines (block ends in '\\n'); `first_line` is the 1-based file line of the first."""
+class _RowError(Exception):
+    """A malformed row at `offset` lines into its block (the reader adds the block's first line)."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.message = message
+
+
+def _parse_block(block: bytes, layout: _Layout) -> _Block:
+    """Parse complete lines (block ends in '\n'). Raises _RowError for a malformed row."""
     if b"\r" in block:
         block = block.replace(b"\r", b"")
     rows = _parse_block_fast(block, layout.ncols)
     if rows is not None:
         values = rows if layout.take == list(range(layout.ncols)) else rows[:, layout.take]  # any order
-        lines = np.arange(first_line, first_line + rows.shape[0], dtype=np.int64)
-        return _Block(values, lines, [], len(block))
-    return _parse_block_slow(block, first_line, layout)
+        return _Block(values, None, [], rows.shape[0], len(block))
+    return _parse_block_slow(block, layout)
 
 
-def _parse_block_slow(block: bytes, first_line: int, layout: _Layout) -> _Block:
+def _parse_block_slow(block: bytes, layout: _Layout) -> _Block:
     """Line-by-line parse: skips blank and '#' lines, keeps NaN/empty fields as NaN, raises on garbage."""
     values: list[list[float]] = []
-    lines: list[int] = []
-    nan_lines: list[int] = []
-    for offset, raw in enumerate(block.split(b"\n")[:-1]):
-        line = first_line + offset
-        row = _parse_line(raw, line, layout)
+    offsets: list[int] = []
+    nan_offsets: list[int] = []
+    raw_lines = block.split(b"\n")[:-1]
+    for offset, raw in enumerate(raw_lines):
+        row = _parse_line(raw, offset, layout)
         if row is None:
             continue
         if not all(math.isfinite(v) for v in row):
-            nan_lines.append(line)
+            nan_offsets.append(offset)
         values.append(row)
-        lines.append(line)
+        offsets.append(offset)
     arr = np.array(values, dtype=np.float64).reshape(-1, len(layout.take))
-    return _Block(arr, np.array(lines, dtype=np.int64), nan_lines, len(block))
+    return _Block(arr, np.array(offsets, dtype=np.int64), nan_offsets, len(raw_lines), len(block))
 
 
-def _parse_line(raw: bytes, line: int, layout: _Layout) -> list[float] | None:
+def _parse_line(raw: bytes, offset: int, layout: _Layout) -> list[float] | None:
     """Needed fields of one row as floats (NaN for empty/nan); None for a blank or comment line."""
     stripped = raw.strip()
     if not stripped or stripped.startswith(b"#"):
         return None
     fields = raw.split(b",")
     if len(fields) != layout.ncols:
-        raise RecordingError(layout.path, f"expected {layout.ncols} fields ({','.join(layout.names)}), "
-                             f"found {len(fields)}", line)
+        raise _RowError(offset, f"expected {layout.ncols} fields ({','.join(layout.names)}), "
+                        f"found {len(fields)}")
     row: list[float] = []
     for i in layout.take:
         text = fields[i].strip()
@@ -342,8 +352,7 @@ def _parse_line(raw: bytes, line: int, layout: _Layout) -> list[float] | None:
             row.append(float(text))
         except ValueError:
             shown = text.decode("utf-8", "replace")
-            raise RecordingError(layout.path, f"column {layout.names[i]!r}: {shown!r} is not a number",
-                                 line) from None
+            raise _RowError(offset, f"column {layout.names[i]!r}: {shown!r} is not a number") from None
     return row
 
 
@@ -464,10 +473,9 @@ def _layout_issues(layout: _Layout) -> list[DataIssue]:
     return issues
 
 
-def _blocks(f: BinaryIO, first_line: int) -> Iterator[tuple[bytes, int]]:
-    """(block of complete lines, its first line number); the unterminated tail comes last as (tail, -line)."""
+def _blocks(f: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """(block of complete lines, False) in file order, then (unterminated tail, True) if there is one."""
     carry = b""
-    line = first_line
     while True:
         chunk = f.read(BLOCK_BYTES)
         if not chunk:
@@ -478,46 +486,55 @@ def _blocks(f: BinaryIO, first_line: int) -> Iterator[tuple[bytes, int]]:
             carry = data
             continue
         block, carry = data[:cut], data[cut:]
-        yield block, line
-        line += block.count(b"\n")
+        yield block, False
     carry = carry.rstrip(b"\x00")  # a crashed writer can leave NUL padding
     if carry.strip():
-        yield carry, -line
+        yield carry, True
 
 
 def _read_body(f: BinaryIO, layout: _Layout, first_line: int, sink: "_Sink") -> DataIssue | None:
-    """Parse all complete rows into sink (threads, in order, bounded read-ahead); the tail's issue."""
-    tail_issue = None
+    """Parse all complete rows into sink (threads, in order, bounded read-ahead); the tail's issue.
+
+    Blocks are parsed without knowing their line numbers; the sink numbers them in order.
+    """
+    tail = None
     workers = min(MAX_PARSE_THREADS, os.cpu_count() or 1)
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for block, line in _blocks(f, first_line):
-            if line < 0:
-                tail, tail_issue = _parse_tail(block, -line, layout)
-                if tail is not None:
-                    pending.append(_done(tail))
+        for block, is_tail in _blocks(f):
+            if is_tail:
+                tail = block
                 continue
-            pending.append(pool.submit(_parse_block, block, line, layout))
+            pending.append(pool.submit(_parse_block, block, layout))
             while len(pending) > 2 * workers:
-                sink.add(pending.popleft().result())
+                _add(sink, pending.popleft(), first_line, layout)
         while pending:
-            sink.add(pending.popleft().result())
-    return tail_issue
+            _add(sink, pending.popleft(), first_line, layout)
+    if tail is None:
+        return None
+    block, issue = _parse_tail(tail, first_line + sink.nlines, layout)
+    if block is not None:
+        sink.add(block, first_line + sink.nlines)
+    return issue
 
 
-def _done(value: object) -> Future:
-    fut: Future = Future()
-    fut.set_result(value)
-    return fut
+def _add(sink: "_Sink", future: Future, first_line: int, layout: _Layout) -> None:
+    """Put a parsed block into the sink, or raise its row error with the file line number."""
+    line = first_line + sink.nlines
+    try:
+        block = future.result()
+    except _RowError as exc:
+        raise RecordingError(layout.path, exc.message, line + exc.offset) from None
+    sink.add(block, line)
 
 
 def _parse_tail(tail: bytes, line: int, layout: _Layout) -> tuple[_Block | None, DataIssue | None]:
     """The last line when it has no newline: kept if complete, else dropped and reported."""
     try:
-        block = _parse_block_slow(tail + b"\n", line, layout)
-    except RecordingError:
+        block = _parse_block_slow(tail + b"\n", layout)
+    except _RowError:
         block = None
-    if block is not None and not block.nan_lines:
+    if block is not None and not block.nan_offsets:
         return block, None
     shown = tail[:60].decode("utf-8", "replace")
     return None, DataIssue("truncated_last_line", f"last line cut off and dropped: {shown!r}", line)
@@ -535,6 +552,7 @@ class _Sink:
         self.has_mag = len(layout.take) > 7 + self.has_seq
         self.body_bytes = max(body_bytes, 1)
         self.n = 0
+        self.nlines = 0  # lines consumed so far (rows, blank and comment lines)
         self.nan_lines: list[int] = []
         self.columns: dict[str, np.ndarray] = {}
 
@@ -550,7 +568,8 @@ class _Sink:
         for k, arr in old.items():
             self.columns[k][:self.n] = arr[:self.n]
 
-    def add(self, block: _Block) -> None:
+    def add(self, block: _Block, first_line: int) -> None:
+        """Append a block whose first line is file line first_line."""
         v = block.values
         rows = v.shape[0]
         if not self.columns:
@@ -560,12 +579,17 @@ class _Sink:
         if self.n + rows > capacity:
             self._allocate(max(self.n + rows, capacity + capacity // 2))
         c, i, j = self.columns, self.n, self.n + rows
-        c["t_s"][i:j], c["acc"][i:j], c["gyr"][i:j], c["lines"][i:j] = v[:, 0], v[:, 1:4], v[:, 4:7], block.lines
+        c["t_s"][i:j], c["acc"][i:j], c["gyr"][i:j] = v[:, 0], v[:, 1:4], v[:, 4:7]
+        if block.offsets is None:
+            c["lines"][i:j] = np.arange(first_line, first_line + rows)
+        else:
+            c["lines"][i:j] = block.offsets + first_line
         if self.has_seq:
             c["seq"][i:j] = np.nan_to_num(v[:, 7], nan=-1, posinf=-1, neginf=-1)
         if self.has_mag:
             c["mag"][i:j] = v[:, 7 + self.has_seq:10 + self.has_seq]
-        self.nan_lines += block.nan_lines
+        self.nan_lines += [first_line + k for k in block.nan_offsets]
+        self.nlines += block.nlines
         self.n = j
 
     def finish(self) -> tuple[Samples, np.ndarray]:

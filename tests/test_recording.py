@@ -491,3 +491,13 @@ def test_output_grows_when_later_rows_are_shorter(tmp_path: Path, monkeypatch) -
     assert len(got.samples) == 3000
     np.testing.assert_allclose(got.samples.t_s, np.arange(3000) / 100)
     assert (got.samples.acc_mps2 == [0.1, 0.2, 9.8]).all()
+
+
+def test_required_columns_permuted_without_extras(tmp_path: Path) -> None:
+    samples = standing_samples(100, seq=False)
+    names = ["gz_radps", "gy_radps", "gx_radps", "az_mps2", "ay_mps2", "ax_mps2", "t_s"]
+    table = np.column_stack([samples.t_s, samples.acc_mps2, samples.gyr_radps])[:, ::-1]
+    rows = [",".join(f"{v:.6f}" for v in row) for row in table]
+    got = read_recording(write_text(tmp_path / "rev.csv", [], ",".join(names), rows))
+    np.testing.assert_allclose(got.samples.t_s, samples.t_s, atol=1e-6)
+    np.testing.assert_allclose(got.samples.gyr_radps, samples.gyr_radps, atol=1e-6)
