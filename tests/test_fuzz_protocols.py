@@ -5,7 +5,8 @@ streams, command and frame encoders, parse_command; polar notification streams (
 control responses, settings, command and frame encoders. Added here: holdmon notification streams,
 parse_reply, command/reply encoders and the SI packet encoder; witmotion's stateless frame and
 register-reply decoders and nearest_rate_hz; polar start responses (settings TLV) in a stream, the
-stream start encoders and decode_frame with any factors; plus regressions for what fuzzing found.
+stream start encoders and decode_frame with any factors; advertisement matching (names and service
+UUIDs from any device in range); plus regressions for what fuzzing found.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 from sensor.errors import ConfigError, DataError, DecodeError, HoldmonError
-from sensor.protocols import holdmon as hm, polar as pl, witmotion as wm
+from sensor.protocols import PROFILES, holdmon as hm, match_profile, polar as pl, witmotion as wm
 
 anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=3),
                      st.binary(max_size=6), st.lists(st.integers(-5, 300), max_size=3))
@@ -160,3 +161,16 @@ def test_polar_decode_frame_with_any_factors(mtype: int, frame_type: int, conten
         assert 0 <= err.offset <= err.length == len(data)
     else:
         assert frame.values_si.ndim == 2 and frame.values_si.shape[1] == 3
+
+
+# ------------------------------------------------------------------------------ advertisements
+
+uuid_text = st.one_of(st.text(max_size=40), st.uuids().map(str), st.sampled_from(
+    [pl.PMD_SERVICE_UUID.upper(), wm.SERVICE_UUID, "ffe5", "0xFFE5", hm.SERVICE_UUID]))
+
+
+@given(st.one_of(st.none(), st.text(max_size=30)), st.lists(uuid_text, max_size=5))
+def test_any_advertisement_matches_a_profile_or_none(name: str | None, uuids: list[str]) -> None:
+    """Names and service UUIDs come from any device in radio range: matching never raises."""
+    profile = match_profile(name, uuids)
+    assert profile is None or profile.name in PROFILES
