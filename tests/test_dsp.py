@@ -264,3 +264,16 @@ def test_timebase_input_errors() -> None:
         timebase.find_gaps(np.arange(4.0), np.arange(3), 100.0)
     with pytest.raises(ConfigError, match="rate"):
         timebase.find_gaps(np.arange(4.0), None, 0.0)
+
+
+def test_a_pause_with_a_continuous_counter_is_a_gap():
+    """A sensor that stopped streaming while its link was down: the counter goes on, the time jumps."""
+    rate_hz = 100.0
+    t_s = np.concatenate([np.arange(100) / rate_hz, 3.0 + np.arange(100) / rate_hz])
+    seq = np.arange(200)
+    gaps = timebase.find_gaps(t_s, seq, rate_hz)
+    assert len(gaps) == 1
+    assert gaps[0].start_s == pytest.approx(0.99) and gaps[0].end_s == pytest.approx(3.0)
+    assert gaps[0].missing_samples == 200
+    jittered = np.arange(200) / rate_hz + 0.003 * np.sin(np.arange(200))
+    assert timebase.find_gaps(jittered, seq, rate_hz) == []

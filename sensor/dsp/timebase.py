@@ -59,15 +59,23 @@ def _missing_per_interval(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: floa
     return missing
 
 
+PAUSE_MIN_PERIODS = 5.0
+
+
 def find_gaps(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: float) -> list[Gap]:
     """Gaps in a stream with timestamps t_s (n,) and, if the source has one, sample counter seq (n,).
 
-    With seq a gap is a counter jump > 1 (jumps <= 0 are not gaps). Without it a gap is an interval longer
-    than 1.5 nominal periods (1 / rate_hz) that neighbouring short intervals do not explain. Each Gap is
-    bracketed by the times of the samples either side of it.
+    With seq a gap is a counter jump > 1 (jumps <= 0 are not gaps), or a pause: the counter goes on by
+    one but the time jumps by more than PAUSE_MIN_PERIODS periods (a sensor that stopped streaming while
+    its link was down); a pause counts the samples its time span would have held as missing. Without
+    seq a gap is an interval longer than 1.5 nominal periods (1 / rate_hz) that neighbouring short
+    intervals do not explain. Each Gap is bracketed by the times of the samples either side of it.
     """
     t_s = as_array("t_s", t_s, (None,))
     missing = _missing_per_interval(t_s, seq, rate_hz)
+    if seq is not None and t_s.size > 1:
+        pauses = (missing == 0) & (np.diff(t_s) * rate_hz > PAUSE_MIN_PERIODS)
+        missing[pauses] = _missing_per_interval(t_s, None, rate_hz)[pauses]
     idx = np.flatnonzero(missing)
     return [Gap(float(t_s[i]), float(t_s[i + 1]), int(missing[i])) for i in idx]
 
