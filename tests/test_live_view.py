@@ -149,3 +149,11 @@ def test_event_lines_for_scripts():
 def test_messages_are_listed_under_the_panels():
     out = text_of(render_live(LiveView((sensor(),), messages=("holdmon-1A2B: last bad packet: holdmon packet: x",))))
     assert out.rstrip().endswith("holdmon-1A2B: last bad packet: holdmon packet: x")
+
+
+def test_knee_height_and_hip_flexion_where_measured():
+    measured = rep(extra={"ankle_rise_cm": 41.4, "hip_flexion_deg": 86.2, "hip_flexion_uncertainty_deg": 4.6})
+    out = text_of(render_live(LiveView((sensor(last_rep=measured),))))
+    assert "#2  hold 12.5 s ✓  knee up 41 cm  hip 86±5°  sway SD 1.3°" in out
+    refused = rep(extra={"ankle_rise_cm": None, "hip_flexion_deg": None})
+    assert "knee up" not in text_of(render_live(LiveView((sensor(last_rep=refused),))))

@@ -120,12 +120,21 @@ def hold_timer(elapsed_s: float, target_s: float, goal_s: float, width: int = TI
 
 
 def last_rep_text(rep: Rep | None, target_s: float) -> Text:
-    """`#3  hold 11.2 s ✓  sway SD 1.3°  tremor 4.1 °/s  flags: sagging` (or `—`)."""
+    """`#3  hold 11.2 s ✓  knee up 41 cm  hip 86±5°  sway SD 1.3°  tremor 4.1 °/s  flags: sagging` (or `—`).
+
+    Knee height (the ankle's rise) and hip flexion appear where the sensor could measure them.
+    """
     if rep is None:
         return Text("—", style="dim")
     text = Text(f"#{rep.index}  hold {rep.hold_duration_s:.1f} s ")
     text.append("✓" if rep.target_met else f"(< {target_s:g} s)",
                 style="green" if rep.target_met else "yellow")
+    rise_cm, hip_deg = rep.extra.get("ankle_rise_cm"), rep.extra.get("hip_flexion_deg")
+    if rise_cm is not None:
+        text.append(f"  knee up {rise_cm:.0f} cm")
+    if hip_deg is not None:
+        hip_sd_deg = rep.extra.get("hip_flexion_uncertainty_deg")
+        text.append(f"  hip {hip_deg:.0f}" + (f"±{hip_sd_deg:.0f}°" if hip_sd_deg is not None else "°"))
     if rep.sway_sd_deg is not None:
         text.append(f"  sway SD {rep.sway_sd_deg:.1f}°")
     if rep.tremor_rms_dps is not None:
