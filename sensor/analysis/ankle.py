@@ -51,6 +51,7 @@ differences (first order).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -869,8 +870,8 @@ class LiveRepExtras:
         self.placement = placement
         self.params = params
         self.keep_s = float(keep_s)
-        self._samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._angles: list[tuple[np.ndarray, np.ndarray]] = []
+        self._samples: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._angles: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self._done = 0
         self._prev_end_s: float | None = None
 
@@ -878,16 +879,19 @@ class LiveRepExtras:
         """Received samples (n,), (n, 3), (n, 3) in time order."""
         if len(t_s):
             self._samples.append((np.array(t_s, float), np.array(acc_mps2, float), np.array(gyr_radps, float)))
-            self._samples = self._trimmed(self._samples)
+            self._trim(self._samples)
 
     def append_angle(self, t_s: np.ndarray, angle_deg: np.ndarray) -> None:
         if len(t_s):
             self._angles.append((np.array(t_s, float), np.array(angle_deg, float)))
-            self._angles = self._trimmed(self._angles)
+            self._trim(self._angles)
 
-    def _trimmed(self, blocks: list) -> list:
-        newest = blocks[-1][0][-1]
-        return [b for b in blocks if b[0][-1] >= newest - self.keep_s]
+    def _trim(self, blocks: deque) -> None:
+        """Drop the oldest blocks that end more than keep_s before the newest (blocks in time order;
+        O(1) per call on average, whatever keep_s)."""
+        oldest_kept_s = blocks[-1][0][-1] - self.keep_s
+        while blocks[0][0][-1] < oldest_kept_s:
+            blocks.popleft()
 
     def update(self, reps: list) -> None:
         """Fill the extras of the reps completed since the last call (reps: the tracker's list)."""
