@@ -49,9 +49,9 @@ from sensor.recording import read_recording, write_recording  # noqa: E402
 from sensor.simulate import SimConfig, simulate_session  # noqa: E402
 from tests.ble.conftest import (  # noqa: E402
     ADAPTER_ADDRESSES, ADAPTERS, HOLDMON_CLI, REPO_ROOT, BleStack, EmulatorProcess, Emulators,
-    missing_ble_stack, start_ble_stack, stop_ble_stack)
+    drop_link, missing_ble_stack, start_ble_stack, stop_ble_stack)
 from tests.ble.faults import (  # noqa: E402
-    EmulatorRun, LiveProcess, disconnect_device, drain, last_sent_index, parse_emit_log, proc_stats)
+    EmulatorRun, LiveProcess, drain, last_sent_index, parse_emit_log, proc_stats)
 
 RATE_HZ = 200.0
 FAULT_KINDS = ("kill", "disconnect", "glitch", "reset")
@@ -60,6 +60,10 @@ DOWN_S = 2.0
 WINDOW_LEAD_S = 0.5
 RESUME_PAUSE_S = 0.2
 """A pause in a sensor's notifications longer than this after a fault marks the stream's interruption."""
+WINDOWLESS_FAULTS = ("glitch", "stall")
+"""Faults that break no link: every sample sent around them must be recorded."""
+STREAMING_OUTAGES = ("stack-restart",)
+"""Link faults during which the sensor keeps sending (into the void) instead of pausing."""
 ACC_TOL_MPS2 = hm.acc_scale_mps2(hm.DEFAULT_ACC_CODE) / 2 + 1e-5
 GYR_TOL_RADPS = hm.gyro_scale_radps(hm.DEFAULT_GYRO_CODE) / 2 + 1e-5
 STREAM_TIMEOUT_S = 60.0
@@ -105,16 +109,29 @@ class SideAccount:
     replay_error: str = ""
 
 
-def fault_windows(faults: list[Fault], runs: list[EmulatorRun], side: str) -> list[tuple[float, float]]:
-    """Set each link-breaking fault's window: from WINDOW_LEAD_S before it to the stream's resumption."""
+def fault_windows(faults: list[Fault], runs: list[EmulatorRun], side: str,
+                  received_sends: list[float]) -> list[tuple[float, float]]:
+    """Set the window of each fault of `side` that breaks the link, and return them.
+
+    A window opens WINDOW_LEAD_S before the fault. It closes where the stream resumed: for a fault
+    after which the sensor pauses (kill, reset, dropped link), the first notification sent after that
+    pause; for a fault during which the sensor streams on into the void (STREAMING_OUTAGES), the first
+    notification the recording holds a sample of. `received_sends`: send times of the notifications
+    with at least one recorded sample, sorted.
+    """
     times = np.array([s[0] for run in runs for s in run.sends])
+    received = np.asarray(received_sends)
     windows = []
     for fault in faults:
-        if fault.side != side or fault.kind == "glitch":
+        if fault.side != side or fault.kind in WINDOWLESS_FAULTS:
             continue
-        after = times[times >= fault.t_s]
-        pauses = np.flatnonzero(np.diff(np.concatenate([[fault.t_s], after])) > RESUME_PAUSE_S)
-        end = float(after[pauses[0]]) if pauses.size else float("inf")
+        if fault.kind in STREAMING_OUTAGES:
+            later = received[received >= fault.t_s]
+            end = float(later[0]) if later.size else float("inf")
+        else:
+            after = times[times >= fault.t_s]
+            pauses = np.flatnonzero(np.diff(np.concatenate([[fault.t_s], after])) > RESUME_PAUSE_S)
+            end = float(after[pauses[0]]) if pauses.size else float("inf")
         fault.window = (fault.t_s - WINDOW_LEAD_S, end)
         windows.append(fault.window)
     return windows
@@ -161,14 +178,16 @@ def account(side: str, emit_log: Path, record: Path, source, faults: list[Fault]
     runs = parse_emit_log(emit_log)
     acc = SideAccount(side, emulator_runs=len(runs), duplicates_injected=sum(r.duplicates for r in runs),
                       garbage_injected=sum(r.garbage for r in runs))
-    windows = fault_windows(faults, runs, side)
     recording = read_recording(record)
     acc.recorded = len(recording.samples)
     acc.gaps_in_file = len(recording.gaps)
     index, run_of = stream_indices(recording.samples.seq, runs)
     acc.value_mismatches = value_mismatches(recording, index, source)
-    for r, run in enumerate(runs):
-        recorded = set(index[run_of == r].tolist())
+    recorded_per_run = [set(index[run_of == r].tolist()) for r in range(len(runs))]
+    received_sends = sorted(t_s for run, recorded in zip(runs, recorded_per_run)
+                            for t_s, first, n in run.sends if not recorded.isdisjoint(range(first, first + n)))
+    windows = fault_windows(faults, runs, side, received_sends)
+    for run, recorded in zip(runs, recorded_per_run):
         emitted = set()
         for t_s, first, n in run.sends:
             acc.emitted += n
@@ -355,7 +374,7 @@ def inject(kind: str, sensor: Sensor, stack: BleStack) -> Fault:
     elif kind == "reset":
         sensor.restart_after_kill(reset_counter=True)
     elif kind == "disconnect":
-        disconnect_device(stack, sensor.address)
+        drop_link(stack, "hci0", sensor.address)
     elif kind == "glitch":
         os.kill(sensor.proc.pid, signal.SIGUSR1)
     return fault

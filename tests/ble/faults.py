@@ -1,7 +1,6 @@
 """Fault-injection helpers for the BLE end-to-end tests and the soak/crash benchmarks (test-only).
 
 - `parse_emit_log`: what an emulator started with `emit_log=` really sent (see sensor.emulate).
-- `disconnect_device`: the stack drops a central's link (`org.bluez.Device1.Disconnect`).
 - `proc_stats`: resident memory and CPU time of a process, from /proc.
 - `drain`: copy a subprocess pipe to a file in the background, so a chatty child never blocks.
 - `LiveProcess`: a `holdmon live` subprocess whose `--no-ui` event lines can be waited for.
@@ -9,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -65,26 +63,6 @@ def last_sent_index(path: str | os.PathLike) -> int:
     runs = parse_emit_log(path)
     sends = runs[-1].sends if runs else []
     return max((first + n - 1 for _, first, n in sends), default=-1)
-
-
-async def _disconnect_device(bus_address: str, central_adapter: str, device_address: str) -> None:
-    from dbus_fast import BusType, Message, MessageType
-    from dbus_fast.aio import MessageBus
-
-    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        path = f"/org/bluez/{central_adapter}/dev_{device_address.replace(':', '_').upper()}"
-        reply = await bus.call(Message(destination="org.bluez", path=path, interface="org.bluez.Device1",
-                                       member="Disconnect"))
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"Device1.Disconnect {path}: {reply.error_name} {reply.body}")
-    finally:
-        bus.disconnect()
-
-
-def disconnect_device(stack: BleStack, device_address: str, central_adapter: str = "hci0") -> None:
-    """Make the stack drop the central's link to `device_address` (org.bluez.Device1.Disconnect)."""
-    asyncio.run(_disconnect_device(stack.address, central_adapter, device_address))
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
