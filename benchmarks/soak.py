@@ -419,6 +419,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep recordings and logs in this directory")
     parser.add_argument("--json", action="store_true", help="last line: the result as JSON")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the stack on `kill PID` too
     reason = missing_ble_stack()
     if reason is not None:
         print(f"soak needs the BLE test stack: {reason}", file=sys.stderr)
