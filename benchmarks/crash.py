@@ -4,9 +4,9 @@
 
 Runs on the BlueZoo test stack (as in tests/ble). Each run starts a fresh `holdmon` profile emulator
 on hci1 (200 Hz, looping simulated session, logging every notification it sends) and `holdmon live
---record FILE --no-ui` on hci0, and SIGKILLs the client at a random moment between 0.3 s and 9 s
-after it was started: some runs die before the file exists or before the first sample, most while
-streaming. Then, per run:
+--record FILE --no-ui` on hci0, and SIGKILLs the client at a random moment 0.3-6 s after its
+`streaming` event (4 runs in 5) or after its start (the rest: these die while it starts, scans,
+connects or opens the file). Then, per run:
 
 - the file (if it exists) is replayed with `holdmon replay --json`: it must exit 0, or, for a file
   holding no sample yet, fail with a one-line error (no traceback);
@@ -44,7 +44,10 @@ from tests.ble.conftest import (  # noqa: E402
 from tests.ble.faults import LiveProcess, drain, parse_emit_log  # noqa: E402
 
 RATE_HZ = 200.0
-KILL_AFTER_S = (0.3, 9.0)
+KILL_AFTER_S = (0.3, 6.0)
+STREAMING_SHARE = 0.8
+"""Share of the kills timed from the client's `streaming` event; the rest count from its start, so
+that some land while it scans, connects or opens the file."""
 MAX_LOSS_S = 1.0
 STREAMING_TIMEOUT_S = 60.0
 ACC_TOL_MPS2 = hm.acc_scale_mps2(hm.DEFAULT_ACC_CODE) / 2 + 1e-5
@@ -57,6 +60,7 @@ class CrashRun:
 
     run: int
     kill_after_s: float
+    after_streaming: bool
     file_exists: bool = False
     file_bytes: int = 0
     replay_exit: int | None = None
@@ -123,10 +127,10 @@ def _is_sent_prefix(samples, source) -> bool:
 
 
 def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s: float = MAX_LOSS_S,
-                kill_after_s: tuple[float, float] = KILL_AFTER_S, after_streaming: bool = False,
-                log=print) -> list[CrashRun]:
-    """`runs` kills at uniformly random moments in `kill_after_s` after the client's start (or, with
-    `after_streaming`, after it printed its `streaming` event)."""
+                kill_after_s: tuple[float, float] = KILL_AFTER_S,
+                streaming_share: float = STREAMING_SHARE, log=print) -> list[CrashRun]:
+    """`runs` kills, each at a uniformly random moment in `kill_after_s`: for a `streaming_share` of
+    the runs (drawn at random) counted from the client's `streaming` event, else from its start."""
     rng = np.random.default_rng(seed)
     source_path, source = make_source(out_dir)
     emulators = Emulators(stack)
@@ -136,6 +140,7 @@ def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s
         emulator = emulators.start("hci1", source_path, profile="holdmon", rate_hz=RATE_HZ, loop=True,
                                    name="holdmon-crash", emit_log=str(emit_log))
         drain(emulator.proc.stderr, out_dir / f"emulator-{k:03d}.err")
+        after_streaming = bool(rng.random() < streaming_share)
         delay_s = float(rng.uniform(*kill_after_s))
         client = LiveProcess(stack, ["live", "--device", emulator.address, "--adapter", "hci0",
                                      "--rate-hz", f"{RATE_HZ:g}", "--record", str(record), "--no-ui"],
@@ -151,9 +156,10 @@ def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s
         finally:
             client.kill()
             emulator.stop()
-        result = check_run(stack, CrashRun(k, delay_s), record, emit_log, kill_s, source, max_loss_s)
+        result = check_run(stack, CrashRun(k, delay_s, after_streaming), record, emit_log, kill_s, source, max_loss_s)
         results.append(result)
-        log(f"run {k:3d}: kill after {delay_s:4.1f} s, sent {result.sent_before_kill:5d}, recorded "
+        since = "streaming" if after_streaming else "start"
+        log(f"run {k:3d}: kill {delay_s:4.1f} s after {since:9s}, sent {result.sent_before_kill:5d}, recorded "
             f"{result.recorded:5d}, lost {result.lost:3d} ({result.lost_window_s * 1000:.0f} ms), "
             f"replay exit {result.replay_exit}{'' if result.ok else '  FAIL'}")
     return results
@@ -180,7 +186,7 @@ def summarize(results: list[CrashRun], max_loss_s: float) -> dict:
 def table(summary: dict) -> str:
     s = summary
     return "\n".join([
-        f"crash: {s['runs']} SIGKILLs of holdmon live --record at 1 x {RATE_HZ:g} Hz "
+        f"crash: {s['runs']} SIGKILLs of holdmon live --record at {RATE_HZ:g} Hz "
         f"({s['killed_while_streaming']} while streaming, {s['killed_before_file']} before the file "
         f"existed, {s['files_without_samples']} with the file still empty of samples)",
         f"files replaying (exit 0): {s['replay_exit_0']}; acceptable (exit 0, or a one-line error for a "

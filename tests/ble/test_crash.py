@@ -15,7 +15,7 @@ KILL_AFTER_STREAMING_S = (0.3, 2.5)
 
 def test_sigkill_while_streaming_keeps_a_replayable_file(ble_stack, tmp_path):
     results = run_crashes(ble_stack, tmp_path, KILLS, seed=3, kill_after_s=KILL_AFTER_STREAMING_S,
-                          after_streaming=True, log=lambda _m: None)
+                          streaming_share=1.0, log=lambda _m: None)
 
     for run in results:
         assert run.file_exists and run.replay_exit == 0, run
