@@ -10,7 +10,9 @@ row. Each property runs with the normal block size and with a tiny one, so that 
 
 from __future__ import annotations
 
+import atexit
 import math
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ REQUIRED = list(rec.REQUIRED_COLUMNS)
 META_KEYS = ["format", "device", "profile", "rate_hz", "placement", "side", "stage", "load_kg", "note",
              "acc_unit", "gyr_unit", "firmware"]
 _DIR = Path(tempfile.mkdtemp(prefix="holdmon-fuzz-recording-"))
+atexit.register(shutil.rmtree, _DIR, True)
 
 
 @contextmanager
