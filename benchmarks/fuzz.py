@@ -15,7 +15,7 @@ Each target runs in its own Python process under libFuzzer for --seconds, with -
 bound), -timeout (a single input taking longer is a hang) and -max_len. The invariant is the
 project's: only sensor.errors.HoldmonError subclasses escape, and what is returned is sane (finite
 samples of the right shape; strictly increasing recording time; the recording target also reads every
-input a second time with the vectorised block parser switched off, and both reads must agree exactly).
+input a second time line by line in tiny blocks, and both reads must agree exactly).
 Anything else is a crash:
 libFuzzer stops that target and writes the input to the reproducer directory (a fresh temporary
 directory, printed), from which `python benchmarks/fuzz.py --reproduce NAME FILE` replays it.
@@ -138,25 +138,26 @@ def target_commands(data: bytes) -> None:
 _SCRATCH: dict[str, str] = {}
 
 
-def _read_both_ways(path: str):
-    """read_recording as shipped, and again with the vectorised block parser switched off.
+def _read_both_ways(path: str, small_block_bytes: int):
+    """read_recording as shipped, and again line by line in tiny blocks (the vectorised block parser
+    switched off, BLOCK_BYTES = small_block_bytes, so lines straddle block boundaries).
 
     Each result is the Recording or the str() of the HoldmonError raised; the two must agree, so the
-    fast parser is checked against the line-by-line one on every input.
+    fast parser and the block splitting are checked against the simplest reading on every input.
     """
     from sensor import recording
     from sensor.errors import HoldmonError
 
     results = []
-    fast = recording._parse_block_fast
-    for parser in (fast, lambda block, ncols: None):
-        recording._parse_block_fast = parser
+    fast, block_bytes = recording._parse_block_fast, recording.BLOCK_BYTES
+    for parser, size in ((fast, block_bytes), (lambda block, ncols: None, small_block_bytes)):
+        recording._parse_block_fast, recording.BLOCK_BYTES = parser, size
         try:
             results.append(recording.read_recording(path))
         except HoldmonError as err:
             results.append(str(err))
         finally:
-            recording._parse_block_fast = fast
+            recording._parse_block_fast, recording.BLOCK_BYTES = fast, block_bytes
     return results
 
 
@@ -166,7 +167,7 @@ def target_recording(data: bytes) -> None:
     path = _SCRATCH.setdefault("path", os.path.join(tempfile.mkdtemp(prefix="holdmon-fuzz-"), "r.csv"))
     with open(path, "wb") as f:
         f.write(data)
-    rec, slow = _read_both_ways(path)
+    rec, slow = _read_both_ways(path, 16 + len(data) % 113)  # same input, same block size
     if isinstance(rec, str) or isinstance(slow, str):
         if rec != slow:
             raise AssertionError(f"fast and line-by-line parsers disagree: {rec!r} vs {slow!r}")
