@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from scipy import signal
 
 from sensor.analysis.ankle import LiveRepExtras, add_rep_extras, ankle_params_from
 from sensor.analysis.phases import PHASE_CODES, Event, Features, PhaseTracker
@@ -309,7 +308,7 @@ def _replay_signals(samples: Samples, rate_hz: float, params: AnalysisParams) ->
     full-length intermediate is released as soon as it has been used.
     """
     bridged, keep = _bridged(samples, rate_hz, params)
-    kept = (lambda x: x) if keep.all() else (lambda x: x[keep])
+    kept = (lambda x: x) if keep.all() else (lambda x: np.compress(keep, x, axis=0))  # rows; faster than x[keep]
     quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
     up = kept(_blockwise(up_in_sensor, (quat,)))
     lin = _blockwise(to_earth, (quat, bridged.acc_mps2))
@@ -403,6 +402,8 @@ class LiveState:
 
 def _group_delay_samples(sos: np.ndarray) -> int:
     """Low-frequency group delay of a causal SOS filter, in whole samples."""
+    from scipy import signal  # imported on first use, see sensor.dsp.filters
+
     b, a = signal.sos2tf(sos)
     _, delay = signal.group_delay((b, a), w=[1e-3])
     return int(round(float(delay[0])))
