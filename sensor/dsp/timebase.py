@@ -60,6 +60,7 @@ def _missing_per_interval(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: floa
 
 
 PAUSE_MIN_PERIODS = 5.0
+_SLICE_COPY_MAX_GAPS = 2000  # fill_short_gaps copies the runs between fills one by one up to this many
 
 
 def find_gaps(t_s: np.ndarray, seq: np.ndarray | None, rate_hz: float) -> list[Gap]:
@@ -99,9 +100,16 @@ def fill_short_gaps(samples: Samples, rate_hz: float, max_missing: int = 3) -> S
     orig_pos = np.arange(t_s.size) + np.concatenate([[0], np.cumsum(missing)])
     new_pos = orig_pos[gap_idx] + k
 
+    gaps = np.flatnonzero(missing)
+    runs = np.concatenate(([0], gaps + 1, [t_s.size]))  # original samples between fills: runs[i]:runs[i+1]
+
     def spread(x: np.ndarray, inserted: np.ndarray) -> np.ndarray:
         out = np.empty((orig_pos[-1] + 1,) + x.shape[1:], dtype=x.dtype)
-        out[orig_pos] = x
+        if gaps.size <= _SLICE_COPY_MAX_GAPS:  # block copies: far faster than fancy indexing of rows
+            for lo, hi in zip(runs[:-1].tolist(), runs[1:].tolist()):
+                out[orig_pos[lo]:orig_pos[lo] + hi - lo] = x[lo:hi]
+        else:
+            out[orig_pos] = x
         out[new_pos] = inserted
         return out
 
