@@ -308,6 +308,7 @@ def _replay_signals(samples: Samples, rate_hz: float, params: AnalysisParams) ->
     full-length intermediate is released as soon as it has been used.
     """
     bridged, keep = _bridged(samples, rate_hz, params)
+    bridged = Samples(bridged.t_s, bridged.acc_mps2, bridged.gyr_radps)  # seq, mag not needed: freed
     kept = (lambda x: x) if keep.all() else (lambda x: np.compress(keep, x, axis=0))  # rows; faster than x[keep]
     quat = offline_orientation(bridged.gyr_radps, bridged.acc_mps2, rate_hz)
     up = kept(_blockwise(up_in_sensor, (quat,)))
