@@ -52,6 +52,21 @@ def offline_orientation(gyr_radps: np.ndarray, acc_mps2: np.ndarray, rate_hz: fl
     return offlineVQF(gyr, acc, None, ts_s)["quat6D"]
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (n, 3) arrays (either may be (3,)), the same arithmetic as np.cross
+    without its per-call axis handling (which dominates on the few rows of a live chunk)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    np.multiply(a1, b2, out=out[..., 0])
+    out[..., 0] -= a2 * b1
+    np.multiply(a2, b0, out=out[..., 1])
+    out[..., 1] -= a0 * b2
+    np.multiply(a0, b1, out=out[..., 2])
+    out[..., 2] -= a1 * b0
+    return out
+
+
 def up_in_sensor(quat_wxyz: np.ndarray) -> np.ndarray:
     """Earth "up" [0, 0, 1] expressed in sensor coordinates, R(q)^T e_z: (n, 4) -> unit vectors (n, 3)."""
     q = as_array("quat_wxyz", quat_wxyz, (None, 4))
@@ -74,7 +89,7 @@ def inclination_deg(up_sensor: np.ndarray, ref_up_sensor: np.ndarray) -> np.ndar
     ref = as_array("ref_up_sensor", ref_up_sensor, (3,))
     if not np.linalg.norm(ref) > 0:
         raise DataError(f"ref_up_sensor must be a non-zero finite vector, got {ref}")
-    cross = np.cross(up, ref)
+    cross = _cross(up, ref)
     return np.degrees(np.arctan2(np.sqrt(np.einsum("ij,ij->i", cross, cross)), up @ ref))
 
 
@@ -86,5 +101,5 @@ def to_earth(quat_wxyz: np.ndarray, vec_sensor: np.ndarray) -> np.ndarray:
         raise DataError(f"quat_wxyz has {q.shape[0]} rows but vec_sensor has {v.shape[0]}")
     w = q[:, :1]
     u = q[:, 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
+    t = 2.0 * _cross(u, v)
+    return v + w * t + _cross(u, t)
