@@ -7,7 +7,8 @@ The recording (about 720,000 samples, 50 MB) is generated once with the simulato
 with `sensor.recording.read_recording`, runs `sensor.pipeline.analyze` and serialises the
 holdmon.replay/1 document; it reports its own wall times and peak resident memory (ru_maxrss).
 `seconds` covers CSV -> JSON inside that process (interpreter start and imports excluded, reported
-separately as `startup_s`); the fastest of `--runs` runs is reported, since other load on the machine
+separately as `startup_s`; scipy.signal is imported on first use, after the orientation pass, and that
+import's time is moved from the stage it falls in to `startup_s` and shown as `deferred_import_s`); the fastest of `--runs` runs is reported, since other load on the machine
 only ever adds time. stage_s splits it: parse (reading the CSV), orientation (the offlineVQF call inside
 analyze, timed by wrapping it), analysis (the rest of analyze plus the JSON).
 
@@ -76,6 +77,22 @@ def child_run(path: str) -> dict:
             orientation_s[1] += time.process_time() - c0
 
     pipeline.offline_orientation = timed_orientation
+    import sensor.dsp.filters as filters
+
+    import_s = [0.0, 0.0]  # wall, CPU of scipy.signal's deferred import (imports are not counted)
+    load_signal = filters._signal
+
+    def timed_signal():
+        if "scipy.signal" in sys.modules:
+            return load_signal()
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return load_signal()
+        finally:
+            import_s[0] += time.perf_counter() - t0
+            import_s[1] += time.process_time() - c0
+
+    filters._signal = timed_signal
     c0, t0 = time.process_time(), time.perf_counter()
     recording = read_recording(path)
     c1, t1 = time.process_time(), time.perf_counter()
@@ -84,11 +101,12 @@ def child_run(path: str) -> dict:
     c2, t2 = time.process_time(), time.perf_counter()
     return {
         "samples": len(recording.samples), "reps": len(result.reps), "json_bytes": len(text),
-        "seconds": t2 - t0, "startup_s": t0 - t_start, "cpu_s": c2 - c0,
+        "seconds": t2 - t0 - import_s[0], "startup_s": t0 - t_start + import_s[0],
+        "cpu_s": c2 - c0 - import_s[1], "deferred_import_s": import_s[0], "deferred_import_cpu_s": import_s[1],
         "stage_s": {"parse": t1 - t0, "orientation": orientation_s[0],
-                    "analysis": t2 - t1 - orientation_s[0]},
+                    "analysis": t2 - t1 - orientation_s[0] - import_s[0]},
         "stage_cpu_s": {"parse": c1 - c0, "orientation": orientation_s[1],
-                        "analysis": c2 - c1 - orientation_s[1]},
+                        "analysis": c2 - c1 - orientation_s[1] - import_s[1]},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
 
@@ -155,6 +173,8 @@ def measure(cache_dir: Path, runs: int) -> dict:
         "runs": runs,
         "seconds_all_runs": [round(r["seconds"], 3) for r in results],
         "startup_s": round(best["startup_s"], 3),
+        "deferred_import_s": round(best["deferred_import_s"], 3),
+        "deferred_import_cpu_s": round(best["deferred_import_cpu_s"], 3),
         "cli_s": None if cli_s is None else round(cli_s, 3),
         "cpu_s": round(best["cpu_s"], 3),
         "samples_per_cpu_s": round(best["samples"] / best["cpu_s"]),
@@ -183,7 +203,9 @@ def print_table(m: dict) -> None:
                         f"within it: {ok(m['stage_s']['analysis'] <= m['parse_floor_s'])}"),
         ("peak RSS", f"{m['peak_rss_mb']:.1f} MB  target < {TARGET_PEAK_RSS_MB:g}  "
                      f"{ok(m['peak_rss_mb'] < TARGET_PEAK_RSS_MB)}"),
-        ("startup", f"{m['startup_s']:.3f} s (interpreter + imports, not counted)"),
+        ("startup", f"{m['startup_s']:.3f} s (interpreter + imports, not counted; of it "
+                    f"{m['deferred_import_s']:.3f} s, CPU {m['deferred_import_cpu_s']:.3f} s, "
+                    "scipy.signal imported on first use inside the run)"),
         ("CPU time", f"{m['cpu_s']:.3f} s (all threads; load average {m['load_avg_1min']} on "
                      f"{m['cpu_count']} CPUs) = {m['samples_per_cpu_s']:,} samples per CPU second"),
         ("holdmon CLI", "-" if m["cli_s"] is None else
