@@ -7,6 +7,7 @@ All metrics except duration and peak angle are computed over the hold window
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,20 +43,35 @@ def segment_band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, 
     if n < max(8, int(0.25 * rate_hz)) or low_hz >= rate_hz / 2:
         return None
     nperseg = min(n, max(8, int(round(segment_s * rate_hz))))
+    design = _welch_design(nperseg, rate_hz, low_hz, high_hz)
+    if design is None:
+        return None
+    window, in_band, one_sided, denominator, bin_hz = design
+    starts = np.arange(0, n - nperseg + 1, nperseg - nperseg // 2)
+    segments = np.lib.stride_tricks.sliding_window_view(gyr_dps, nperseg, axis=0)[starts]  # (k, 3, m)
+    segments = segments - segments.mean(axis=2, keepdims=True)
+    spectrum = np.fft.rfft(segments * window, axis=2)[:, :, in_band]
+    density = (spectrum.real ** 2 + spectrum.imag ** 2) * one_sided / denominator
+    return starts, density.sum(axis=(1, 2)) * bin_hz
+
+
+@lru_cache(maxsize=32)
+def _welch_design(nperseg: int, rate_hz: float, low_hz: float, high_hz: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """Periodic Hann window (nperseg,), rfft bins in the band (bool), their one-sided factors, the density
+    denominator rate * sum(window^2) and the bin width in Hz; None when no bin lies in the band.
+    Cached: the same for every hold."""
     freqs_hz = np.fft.rfftfreq(nperseg, 1.0 / rate_hz)
     in_band = (freqs_hz >= low_hz) & (freqs_hz <= min(high_hz, rate_hz / 2))
     if not in_band.any():
         return None
-    starts = np.arange(0, n - nperseg + 1, nperseg - nperseg // 2)
-    segments = np.lib.stride_tricks.sliding_window_view(gyr_dps, nperseg, axis=0)[starts]  # (k, 3, m)
-    segments = segments - segments.mean(axis=2, keepdims=True)
     window = np.hanning(nperseg + 1)[:-1]  # periodic Hann, as scipy.signal.get_window
-    spectrum = np.fft.rfft(segments * window, axis=2)[:, :, in_band]
     bins = np.flatnonzero(in_band)
     unpaired = (bins == 0) | ((bins == nperseg // 2) & (nperseg % 2 == 0))  # DC and even-n Nyquist
     one_sided = np.where(unpaired, 1.0, 2.0)
-    density = (spectrum.real ** 2 + spectrum.imag ** 2) * one_sided / (rate_hz * np.sum(window ** 2))
-    return starts, density.sum(axis=(1, 2)) * (freqs_hz[1] - freqs_hz[0])
+    for a in (window, in_band, one_sided):
+        a.flags.writeable = False
+    return window, in_band, one_sided, rate_hz * np.sum(window ** 2), freqs_hz[1] - freqs_hz[0]
 
 
 def band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz: float,
