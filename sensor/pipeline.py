@@ -368,18 +368,22 @@ def analyze(recording: RecordingLike, params: AnalysisParams) -> SessionResult:
     tracker = PhaseTracker(params, placement, rate_hz)
     tracker.feed(features)
     tracker.finish()
+    reps = tracker.reps
+    t_s, angle_deg = features.t_s, features.angle_deg
+    del tracker, features  # the other full-length features (the tracker's buffer holds views of them)
     received = fill_short_gaps(samples, rate_hz, params.gap_fill_max_samples)
-    add_rep_extras(tracker.reps, placement, received.t_s, received.acc_mps2, received.gyr_radps,
-                   features.t_s, features.angle_deg, ankle_params_from(params))
+    add_rep_extras(reps, placement, received.t_s, received.acc_mps2, received.gyr_radps,
+                   t_s, angle_deg, ankle_params_from(params))
+    del received
     issues = list(recording.issues or [])
     if not ref.still:
         issues.append(DataIssue("no_still_reference",
                                 f"no still period of {params.reference_still_s:g} s; standing reference "
                                 f"taken from the quietest window {ref.start_s:.2f}-{ref.end_s:.2f} s"))
-    trace = Trace(features.t_s, features.angle_deg, phase_codes(features.t_s, tracker.reps))
+    trace = Trace(t_s, angle_deg, phase_codes(t_s, reps))
     return SessionResult(
         path=str(recording.path), meta=meta, placement=placement, rate_hz=rate_hz, samples=len(samples),
-        duration_s=float(samples.t_s[-1] - samples.t_s[0]), gaps=gaps, reps=tracker.reps, trace=trace,
+        duration_s=float(samples.t_s[-1] - samples.t_s[0]), gaps=gaps, reps=reps, trace=trace,
         issues=issues, reference=ref.to_json(),
     )
 
