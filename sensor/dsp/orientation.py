@@ -13,6 +13,12 @@ from sensor.dsp import as_array
 from sensor.errors import ConfigError, DataError
 
 
+_FLOAT_PATH_MAX_ROWS = 64
+"""up_in_sensor, inclination_deg and to_earth take arrays of at most this many rows (a live notification's
+samples) through plain float arithmetic, with the vectorised code's operations in the same order
+(identical values): at that size numpy's per-call overhead, not the arithmetic, is the cost."""
+
+
 def _sample_time_s(rate_hz: float) -> float:
     if not rate_hz > 0:
         raise ConfigError(f"sample rate must be > 0 Hz, got {rate_hz}")
@@ -70,6 +76,11 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def up_in_sensor(quat_wxyz: np.ndarray) -> np.ndarray:
     """Earth "up" [0, 0, 1] expressed in sensor coordinates, R(q)^T e_z: (n, 4) -> unit vectors (n, 3)."""
     q = as_array("quat_wxyz", quat_wxyz, (None, 4))
+    if q.shape[0] <= _FLOAT_PATH_MAX_ROWS:
+        norm2 = np.einsum("ij,ij->i", q, q).tolist()
+        return np.array([(2.0 * (x * z - w * y) / n2, 2.0 * (y * z + w * x) / n2,
+                          (w * w - x * x - y * y + z * z) / n2)
+                         for (w, x, y, z), n2 in zip(q.tolist(), norm2)]).reshape(-1, 3)
     w, x, y, z = q.T
     up = np.empty((q.shape[0], 3))
     up[:, 0] = 2.0 * (x * z - w * y)
@@ -87,9 +98,14 @@ def inclination_deg(up_sensor: np.ndarray, ref_up_sensor: np.ndarray) -> np.ndar
     """
     up = as_array("up_sensor", up_sensor, (None, 3))
     ref = as_array("ref_up_sensor", ref_up_sensor, (3,))
-    if not np.linalg.norm(ref) > 0:
+    r0, r1, r2 = ref.tolist()
+    if not r0 * r0 + r1 * r1 + r2 * r2 > 0:
         raise DataError(f"ref_up_sensor must be a non-zero finite vector, got {ref}")
-    cross = _cross(up, ref)
+    if up.shape[0] <= _FLOAT_PATH_MAX_ROWS:
+        cross = np.array([(u1 * r2 - u2 * r1, u2 * r0 - u0 * r2, u0 * r1 - u1 * r0)
+                          for u0, u1, u2 in up.tolist()]).reshape(-1, 3)
+    else:
+        cross = _cross(up, ref)
     return np.degrees(np.arctan2(np.sqrt(np.einsum("ij,ij->i", cross, cross)), up @ ref))
 
 
@@ -99,7 +115,18 @@ def to_earth(quat_wxyz: np.ndarray, vec_sensor: np.ndarray) -> np.ndarray:
     v = as_array("vec_sensor", vec_sensor, (None, 3))
     if q.shape[0] != v.shape[0]:
         raise DataError(f"quat_wxyz has {q.shape[0]} rows but vec_sensor has {v.shape[0]}")
+    if q.shape[0] <= _FLOAT_PATH_MAX_ROWS:
+        return np.array([_rotated(w, x, y, z, v0, v1, v2)
+                         for (w, x, y, z), (v0, v1, v2) in zip(q.tolist(), v.tolist())]).reshape(-1, 3)
     w = q[:, :1]
     u = q[:, 1:]
     t = 2.0 * _cross(u, v)
     return v + w * t + _cross(u, t)
+
+
+def _rotated(w: float, x: float, y: float, z: float, v0: float, v1: float, v2: float) -> tuple[float, float, float]:
+    """One row of to_earth in plain floats: t = 2 (u x v), v + w t + u x t, in numpy's operation order."""
+    t0 = 2.0 * (y * v2 - z * v1)
+    t1 = 2.0 * (z * v0 - x * v2)
+    t2 = 2.0 * (x * v1 - y * v0)
+    return v0 + w * t0 + (y * t2 - z * t1), v1 + w * t1 + (z * t0 - x * t2), v2 + w * t2 + (x * t1 - y * t0)
