@@ -18,8 +18,10 @@ Accounting, per sensor, exact: every data sample the emulator logged as emitted 
 recording (recorded `seq` minus the counter offset of the emulator run it came from; every recorded
 row's values are also checked against the source sample with that index). A missing sample is
 *explained* when it was emitted inside a fault window (from 0.5 s before a kill/reset/disconnect to
-the first notification sent after the stream resumed): those were in flight when the link went. Any
-other missing sample is *unexplained loss*, which must be 0. Glitches open no window: all their samples
+the first notification sent after the stream resumed): those were in flight when the link went.
+Samples the emulator sent after the client's STOP command at the end (its last, flushed packet, which
+BlueZoo may relay after the write's reply, when the client has gone) are counted apart. Any other
+missing sample is *unexplained loss*, which must be 0. Glitches open no window: all their samples
 must arrive. Both recordings must replay (`holdmon replay --json` exit 0).
 
 Output: a table on stdout; with --json the last line is one JSON document.
@@ -95,6 +97,7 @@ class SideAccount:
     recorded: int = 0
     missing: int = 0
     explained: int = 0
+    after_stop: int = 0  # sent after the client's STOP command (its session had ended), not recorded
     unexplained: int = 0
     not_emitted: int = 0  # recorded rows whose index the emulator never sent (must be 0)
     value_mismatches: int = 0  # recorded rows whose values differ from the source (must be 0)
@@ -192,13 +195,15 @@ def account(side: str, emit_log: Path, record: Path, source, faults: list[Fault]
         for t_s, first, n in run.sends:
             acc.emitted += n
             in_window = any(a <= t_s < b for a, b in windows)
+            after_stop = run.stop_s is not None and t_s >= run.stop_s
             for i in range(first, first + n):
                 emitted.add(i)
                 if i not in recorded:
                     acc.missing += 1
-                    acc.explained += in_window
+                    acc.explained += in_window and not after_stop
+                    acc.after_stop += after_stop
         acc.not_emitted += len(recorded - emitted)
-    acc.unexplained = acc.missing - acc.explained
+    acc.unexplained = acc.missing - acc.explained - acc.after_stop
     return acc
 
 
@@ -393,7 +398,7 @@ def table(result: SoakResult) -> str:
         f"{result.warmup_s:g} s warm-up, {len(result.rss_samples)} samples)",
         f"client CPU: {result.cpu_percent:.1f} % of one core",
         "",
-        f"{'side':<6} {'emitted':>9} {'recorded':>9} {'missing':>8} {'in fault':>9} {'unexpl.':>8} "
+        f"{'side':<6} {'emitted':>9} {'recorded':>9} {'missing':>8} {'in fault':>9} {'at end':>6} {'unexpl.':>8} "
         f"{'values':>7} {'gaps':>5} {'bad pk':>7} {'dups':>5} {'resets':>6} {'reconn':>6} {'summary=file':>12} "
         f"{'replay':>8}",
     ]
@@ -402,7 +407,7 @@ def table(result: SoakResult) -> str:
         replay_txt = f"ok {s['replay_reps']} reps" if s["replay_exit"] == 0 else f"exit {s['replay_exit']}"
         lines.append(
             f"{s['side']:<6} {s['emitted']:>9} {s['recorded']:>9} {s['missing']:>8} {s['explained']:>9} "
-            f"{s['unexplained']:>8} {s['value_mismatches']:>7} {s['gaps_in_file']:>5} "
+            f"{s['after_stop']:>6} {s['unexplained']:>8} {s['value_mismatches']:>7} {s['gaps_in_file']:>5} "
             f"{summ.get('bad', '-'):>7} {s['duplicates_injected']:>5} "
             f"{summ.get('resets', '-'):>6} {summ.get('reconnects', '-'):>6} "
             f"{'yes' if s['summary_matches_file'] else 'NO':>12} {replay_txt:>8}")

@@ -39,7 +39,7 @@ Fault injection (tests and benchmarks). With `emit_log`, every notification is l
 handed to D-Bus, one line each, written straight to the file (so a SIGKILLed emulator leaves an exact
 log): `<monotonic s> start <pid> <first index>` once, `<s> data <first index> <n>` per data
 notification, `<s> dup <first index> <n>` for a duplicated one, `<s> garbage <bytes>` for an injected
-undecodable one. With `glitches`, SIGUSR1 queues those faults for the next data notifications:
+undecodable one, `<s> stop` when a central's STOP command arrives (before the samples it flushes). With `glitches`, SIGUSR1 queues those faults for the next data notifications:
 `garbage` sends an undecodable notification before it, `duplicate` sends it twice, `reorder` holds it
 back and sends it after the following one (out of order). A restarted emulator given `start_s=0`
 is a sensor that rebooted with its sample counter reset.
@@ -658,6 +658,8 @@ class Peripheral:
         self.report.commands.append(data.hex())
         schedule = self.streamer.schedule
         flushed, outcome = self.streamer.on_write(data, time.monotonic())
+        if outcome.stop:
+            self._log("stop")  # the central asked to stop: what follows (the flush) ends its session
         for payload, block in flushed:
             self._send(payload, block)
         if self.streamer.schedule is not schedule:

@@ -15,8 +15,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
+import numpy as np
+
 from sensor.clock import SensorClock
 from sensor.config import AnalysisParams
+from sensor.dsp.timebase import find_gaps
 from sensor.errors import DecodeError, RecordingError
 from sensor.pipeline import Event, LivePipeline, SessionResult
 from sensor.protocols.base import DecodedPacket, Profile
@@ -196,6 +199,8 @@ class LiveSession:
         self._last_host_s: float | None = None
         self._finished: SessionResult | None = None
         self.recording_error: str | None = None
+        self._last_kept: tuple[float, int] | None = None  # (t_s, seq) of the last sample passed on
+        self.gaps_in_stream = 0  # gaps as a reader of the recording finds them (counter jumps and pauses)
         self.analysis_error: str | None = None
         self.rate_warning: str | None = None
         self._rate_probe: tuple[float, int] | None = None  # (host s, samples+lost) at the first packet
@@ -271,6 +276,7 @@ class LiveSession:
         keep = block.keep
         samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
                           block.seq if self.profile.has_sample_counter else None)
+        self._count_gaps(samples)
         events = rate_events + self._record(samples)
         events += self._analyse(samples)
         for event in events:
@@ -279,6 +285,18 @@ class LiveSession:
             elif event.kind in ("hold_end", "rep_done", "rep_aborted"):
                 self._hold_angle_deg = None
         return events
+
+    def _count_gaps(self, samples: Samples) -> None:
+        """Count gaps exactly as `find_gaps` will find them in the recording: counter jumps, and pauses
+        (counter continuous, time jumped: the sensor stopped streaming while the link was down)."""
+        if samples.seq is None:
+            return
+        t_s, seq = samples.t_s, samples.seq
+        if self._last_kept is not None:
+            t_s = np.concatenate([[self._last_kept[0]], t_s])
+            seq = np.concatenate([[self._last_kept[1]], seq])
+        self.gaps_in_stream += len(find_gaps(t_s, seq, self.rate_hz))
+        self._last_kept = (float(t_s[-1]), int(seq[-1]))
 
     def _check_rate(self, host_time_s: float, counted: bool) -> list[Event]:
         """Once, a few seconds into the stream: does the sensor send at the rate it was configured for?
@@ -380,7 +398,8 @@ class LiveSession:
             "device": self.meta.device, "profile": self.profile.name, "side": self.meta.side,
             "rate_hz": self.rate_hz, "samples": stats.samples, "packets": self.counters.packets,
             "bad_packets": self.counters.bad_packets, "lost_samples": stats.lost_samples,
-            "duplicate_samples": stats.duplicate_samples, "gaps": stats.gaps,
+            "duplicate_samples": stats.duplicate_samples,
+            "gaps": self.gaps_in_stream if self.profile.has_sample_counter else stats.gaps,
             "counter_resets": stats.counter_resets, "disconnects": self.counters.disconnects,
             "reconnects": self.counters.reconnects, "reps": state.reps_done,
             "recording": None if self.recorder is None else self.recorder.path,

@@ -761,6 +761,7 @@ class RecordingWriter:
         self.with_seq = with_seq
         self.with_mag = with_mag
         self.rows_written = 0
+        self._lines_before_error = 0
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
             self._fd: int | None = os.open(self.path, flags, 0o600)
@@ -802,18 +803,25 @@ class RecordingWriter:
         step = 20000
         for start in range(0, n, step):
             part = table[start:start + step]
-            self._write((self._row_fmt * part.shape[0]) % tuple(part.ravel().tolist()))
+            try:
+                self._write((self._row_fmt * part.shape[0]) % tuple(part.ravel().tolist()))
+            except RecordingError:  # e.g. disk full part way: count the whole rows that made it
+                self.rows_written += start + self._lines_before_error
+                raise
         self.rows_written += n
         if time.monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
             self.flush()
 
     def _write(self, text: str) -> None:
+        """Write all of text; on failure `_lines_before_error` is the number of its lines that reached
+        the file whole."""
         data = memoryview(text.encode("utf-8"))
+        done = 0
         try:
-            while data:
-                written = os.write(self._fd, data)  # type: ignore[arg-type]
-                data = data[written:]
+            while done < len(data):
+                done += os.write(self._fd, data[done:])  # type: ignore[arg-type]
         except OSError as exc:
+            self._lines_before_error = data[:done].tobytes().count(b"\n")
             raise RecordingError(self.path, exc.strerror or str(exc)) from None
 
     def flush(self) -> None:

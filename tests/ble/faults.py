@@ -31,6 +31,7 @@ class EmulatorRun:
     sends: list[tuple[float, int, int]] = field(default_factory=list)
     duplicates: int = 0
     garbage: int = 0
+    stop_s: float | None = None  # when the first STOP command arrived (the central ended its session)
 
     @property
     def samples(self) -> int:
@@ -55,6 +56,8 @@ def parse_emit_log(path: str | os.PathLike) -> list[EmulatorRun]:
             runs[-1].duplicates += 1
         elif kind == "garbage":
             runs[-1].garbage += 1
+        elif kind == "stop" and runs[-1].stop_s is None:
+            runs[-1].stop_s = t_s
     return runs
 
 
