@@ -11,6 +11,7 @@ Pure code: no files, no terminals, no Bluetooth.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from sensor.config import STANDARD_GRAVITY_MPS2, AnalysisParams
 from sensor.dsp.filters import StreamingSOS, filtfilt, lowpass_sos
 from sensor.dsp.orientation import (StreamingOrientation, inclination_deg, offline_orientation, to_earth,
                                     up_in_sensor)
-from sensor.dsp.timebase import fill_short_gaps, find_gaps, nominal_rate_hz
+from sensor.dsp.timebase import PAUSE_MIN_PERIODS, fill_short_gaps, find_gaps, nominal_rate_hz
 from sensor.errors import DataError
 from sensor.types import DataIssue, Gap, Placement, RecordingMeta, Rep, Samples
 
@@ -31,10 +32,10 @@ __all__ = ["Event", "LivePipeline", "LiveState", "SessionResult", "Trace", "anal
 REPLAY_FORMAT = "holdmon.replay/1"
 _MOTION_FILTER_ORDER = 2
 _LIVE_REFERENCE_MAX_WAIT_S = 30.0
-_TRACE_MAX_BLOCKS = 256
-"""The live trace is merged into one block when it has this many (a few tiny arrays per notification
-would otherwise cost far more memory than the trace itself)."""
 _BLOCK = 65536
+_FLOAT_PATH_MAX_SAMPLES = 64
+"""A live block of at most this many samples (a notification's few) is checked for gaps in plain floats;
+larger ones, and blocks after a gap, take the vectorised path (find_gaps, _bridged)."""
 
 
 class RecordingLike(Protocol):
@@ -405,6 +406,25 @@ class LiveState:
     gaps: int
 
 
+def _continues_without_gap(last: Samples, samples: Samples, rate_hz: float) -> bool:
+    """True when `samples` follows the block `last` with no gap and nothing to fill: what find_gaps and
+    fill_short_gaps find in the two joined (no counter jump, no pause; without a counter no interval
+    over 1.5 periods), checked in plain floats on a live block's few samples."""
+    t_prev = float(last.t_s[-1])
+    if last.seq is not None and samples.seq is not None:
+        s_prev = int(last.seq[-1])
+        for s, t in zip(samples.seq.tolist(), samples.t_s.tolist()):
+            if s - s_prev > 1 or (t - t_prev) * rate_hz > PAUSE_MIN_PERIODS:
+                return False
+            s_prev, t_prev = s, t
+        return True
+    for t in samples.t_s.tolist():
+        if (t - t_prev) * rate_hz - 1.0 > 0.5:
+            return False
+        t_prev = t
+    return True
+
+
 def _group_delay_samples(sos: np.ndarray) -> int:
     """Low-frequency group delay of a causal SOS filter, in whole samples."""
     from scipy import signal  # imported on first use, see sensor.dsp.filters
@@ -439,9 +459,11 @@ class LivePipeline:
         self._first_t_s: float | None = None
         self._samples = 0
         self._gaps: list[Gap] = []
+        self._long_gaps = 0
         self._trace_every = max(1, int(round(rate_hz / params.live_trace_rate_hz)))
         self._trace_phase = 0
-        self._trace: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._trace_t_s = array("d")  # compact, and appending a sample or two per block stays cheap
+        self._trace_angle_deg = array("d")
         self._angle_deg: float | None = None
         self._t_s: float | None = None
         self._issues: list[DataIssue] = []
@@ -455,12 +477,15 @@ class LivePipeline:
             self._first_t_s = float(samples.t_s[0])
         self._samples += len(samples)
         events, filled, keep = self._fill_gaps(samples)
-        self._ankle.append_samples(filled.t_s[keep], filled.acc_mps2[keep], filled.gyr_radps[keep])
+        if keep is None:
+            self._ankle.append_samples(filled.t_s, filled.acc_mps2, filled.gyr_radps)
+        else:
+            self._ankle.append_samples(filled.t_s[keep], filled.acc_mps2[keep], filled.gyr_radps[keep])
         quat = self._orientation.update(filled.gyr_radps, filled.acc_mps2)
         up, lin, gyr_dps = _earth_signals(quat, filled)
         raw = _Raw(filled.t_s, up, lin[:, 2], self._gyr_lowpass.process(gyr_dps),
                    self._acc_lowpass.process(lin), gyr_dps)
-        if not keep.all():
+        if keep is not None and not keep.all():
             raw = raw.select(keep)
         if self._reference is None:
             self._pending.append(raw)
@@ -471,12 +496,15 @@ class LivePipeline:
         self._ankle.update(self._tracker.reps)
         return events
 
-    def _fill_gaps(self, samples: Samples) -> tuple[list[Event], Samples, np.ndarray]:
-        """Gaps (also across blocks) bridged as in replay, with the mask of samples kept; long gaps
-        recorded and reported as events."""
-        last, self._last = self._last, samples.slice(len(samples) - 1, len(samples))
+    def _fill_gaps(self, samples: Samples) -> tuple[list[Event], Samples, np.ndarray | None]:
+        """Gaps (also across blocks) bridged as in replay, with the mask of samples kept (None: all, the
+        block continues the last one without a gap); long gaps recorded and reported as events."""
+        last, self._last = self._last, samples
         if last is None:
             return ([], *_bridged(samples, self.rate_hz, self.params))
+        if len(samples) <= _FLOAT_PATH_MAX_SAMPLES and _continues_without_gap(last, samples, self.rate_hz):
+            return [], samples, None
+        last = last.slice(len(last) - 1, len(last))
         if (last.seq is None) != (samples.seq is None):
             last = Samples(last.t_s, last.acc_mps2, last.gyr_radps)
             samples = Samples(samples.t_s, samples.acc_mps2, samples.gyr_radps)
@@ -485,6 +513,7 @@ class LivePipeline:
         self._gaps.extend(gaps)
         events = [Event("gap", g.start_s, message=f"{g.missing_samples} samples missing")
                   for g in gaps if g.missing_samples > self.params.gap_fill_max_samples]
+        self._long_gaps += len(events)
         bridged, keep = _bridged(joined, self.rate_hz, self.params)
         return events, bridged.slice(1, len(bridged)), keep[1:]
 
@@ -509,13 +538,11 @@ class LivePipeline:
         events = self._tracker.feed(features)
         self._angle_deg = float(features.angle_deg[-1])
         first = (-self._trace_phase) % self._trace_every
-        idx = slice(first, None, self._trace_every)
         self._trace_phase = (self._trace_phase + len(features)) % self._trace_every
-        t = features.t_s[idx]
-        self._trace.append((t.copy(), features.angle_deg[idx].copy(),
-                            np.full(t.shape[0], PHASE_CODES[self._tracker.phase], dtype=np.int8)))
-        if len(self._trace) >= _TRACE_MAX_BLOCKS:
-            self._trace = [tuple(np.concatenate(parts) for parts in zip(*self._trace))]
+        if first < len(features):
+            idx = slice(first, None, self._trace_every)
+            self._trace_t_s.extend(features.t_s[idx].tolist())
+            self._trace_angle_deg.extend(features.angle_deg[idx].tolist())
         return events
 
     @property
@@ -538,7 +565,7 @@ class LivePipeline:
             t_s=self._t_s, angle_deg=self._angle_deg, phase=phase, hold_elapsed_s=elapsed_s,
             reps_done=len(tracker.reps), last_rep=tracker.reps[-1] if tracker.reps else None, cue=cue,
             calibrated=self._reference is not None, samples=self._samples,
-            gaps=sum(1 for g in self._gaps if g.missing_samples > p.gap_fill_max_samples),
+            gaps=self._long_gaps,
         )
 
     def finish(self, path: str = "") -> SessionResult:
@@ -553,11 +580,8 @@ class LivePipeline:
         self._tracker.finish()
         self._ankle.update(self._tracker.reps)
         reps = self._tracker.reps
-        if self._trace:
-            t = np.concatenate([x[0] for x in self._trace])
-            angle = np.concatenate([x[1] for x in self._trace])
-        else:
-            t = angle = np.zeros(0)
+        t = np.array(self._trace_t_s, dtype=np.float64)
+        angle = np.array(self._trace_angle_deg, dtype=np.float64)
         duration_s = 0.0 if self._first_t_s is None else float(self._t_s - self._first_t_s)
         return SessionResult(
             path=path, meta=self.meta, placement=self.placement, rate_hz=self.rate_hz,
