@@ -203,7 +203,7 @@ class LiveSession:
         self.gaps_in_stream = 0  # gaps as a reader of the recording finds them (counter jumps and pauses)
         self.analysis_error: str | None = None
         self.rate_warning: str | None = None
-        self._rate_probe: tuple[float, int] | None = None  # (host s, samples+lost) at the first packet
+        self._rate_probe: tuple[float, int] | None = None  # (time s, sample count) at the first packet
 
     # ------------------------------------------------------------------ input
 
@@ -270,7 +270,7 @@ class LiveSession:
             return []
         block = self.clock.map(host_time_s, n, packet.sample_seq, packet.sensor_time_s)
         rate_events = self._check_rate(host_time_s, counted=not self.profile.has_sample_counter
-                                       and packet.sensor_time_s is None)
+                                       and packet.sensor_time_s is None, packet=packet)
         if block.t_s.size == 0:
             return rate_events
         keep = block.keep
@@ -298,20 +298,26 @@ class LiveSession:
         self.gaps_in_stream += len(find_gaps(t_s, seq, self.rate_hz))
         self._last_kept = (float(t_s[-1]), int(seq[-1]))
 
-    def _check_rate(self, host_time_s: float, counted: bool) -> list[Event]:
+    def _check_rate(self, host_time_s: float, counted: bool,
+                    packet: DecodedPacket | None = None) -> list[Event]:
         """Once, a few seconds into the stream: does the sensor send at the rate it was configured for?
         (A sensor that ignored the rate command would get wrong times and a wrong analysis.) Lost
         samples count when a counter or the sensor's clock says so, not when the clock only guessed
-        them from late arrivals (`counted`)."""
+        them from late arrivals (`counted`). A packet with both a sample counter and sensor times is
+        measured on the sensor's own clock, so a host that stalled (notifications arriving in a burst
+        afterwards) cannot fake a wrong rate."""
         if self.rate_warning is not None:
             return []
         stats = self.clock.stats
         count = stats.samples + stats.duplicate_samples + (0 if counted else stats.lost_samples)
+        now_s = host_time_s
+        if packet is not None and packet.sensor_time_s is not None and packet.sample_seq is not None:
+            now_s, count = float(packet.sensor_time_s[-1]), int(packet.sample_seq[-1])
         if self._rate_probe is None:
-            self._rate_probe = (host_time_s, count)
+            self._rate_probe = (now_s, count)
             return []
         start_s, start_count = self._rate_probe
-        span_s = host_time_s - start_s
+        span_s = now_s - start_s
         if span_s < RATE_CHECK_AFTER_S:
             return []
         measured_hz = (count - start_count) / span_s

@@ -234,6 +234,7 @@ def test_consumer_stalled_for_2_s(ble_stack, emulators, make_source, tmp_path):
     assert o.account.missing == 0
     assert o.recording.gaps == []
     assert [k for k, _ in link_events(o)] == ["connecting", "streaming", "stopped"]
+    assert "rate_mismatch" not in kinds(o)  # the burst after the stall is no wrong sensor rate
 
 
 @pytest.fixture
