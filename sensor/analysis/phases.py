@@ -44,6 +44,9 @@ EVENT_KINDS = ("lift_start", "hold_start", "target_reached", "goal_reached", "sa
                "hold_end", "rep_done", "rep_aborted", "gap")
 
 _LOOKBACK_S = 1.0
+_FLOAT_PATH_MAX_SAMPLES = 64
+"""Blocks of at most this many samples (a live notification's) find their moving/still changes in plain
+floats; numpy's per-call overhead would cost more than the few comparisons."""
 _SAG_TICK_S = 0.5
 _SAG_MIN_WINDOW_S = 3.0
 
@@ -125,32 +128,81 @@ def vertical_displacement_cm(t_s: np.ndarray, acc_up_mps2: np.ndarray) -> np.nda
 
 
 class _Buffer:
-    """Features kept from global sample index `base` onwards."""
+    """Features kept from global sample index `base` onwards.
+
+    The rows live in arrays with room to spare: appending a block copies only the block and trimming
+    only moves the start, so a chunk costs the same however long the current rep is. The arrays are
+    reallocated (the kept rows copied) when full or mostly unused; rows handed out in views are never
+    written again.
+    """
+
+    MIN_ROWS = 1024
 
     def __init__(self) -> None:
         self.base = 0
-        self.data: Features | None = None
+        self._columns: list[np.ndarray] | None = None  # t_s, motion, acc_up, angle, gyr (n, 3), edges
+        self._with_edges = True  # False after a block without edge_dps (edges are the motion score then)
+        self._start = 0  # row of sample `base`
+        self._stop = 0  # row after the last kept sample
+
+    @property
+    def started(self) -> bool:
+        return self._columns is not None
+
+    @property
+    def data(self) -> Features | None:
+        """The kept features (views), None before the first block."""
+        return None if self._columns is None else self._rows(self._start, self._stop)
 
     @property
     def end(self) -> int:
-        return self.base + (0 if self.data is None else len(self.data))
+        return self.base + self._stop - self._start
+
+    def _rows(self, lo: int, hi: int) -> Features:
+        t_s, motion, acc_up, angle, gyr, edges = (column[lo:hi] for column in self._columns)
+        return Features(t_s, motion, acc_up, angle, gyr, edges if self._with_edges else None)
 
     def append(self, block: Features) -> None:
-        self.data = block if self.data is None or len(self.data) == 0 else Features.concat([self.data, block])
+        n = len(block)
+        columns = [block.t_s, block.motion_dps, block.acc_up_mps2, block.angle_deg, block.gyr_dps,
+                   block.motion_dps if block.edge_dps is None else block.edge_dps]
+        kept = self._stop - self._start
+        if kept == 0:  # the block itself is the buffer until the next one comes
+            self._columns, self._start, self._stop = columns, 0, n
+            self._with_edges = block.edge_dps is not None
+            return
+        self._with_edges = self._with_edges and block.edge_dps is not None
+        need = kept + n
+        rows = self._columns[0].shape[0]
+        if (self._stop + n > rows or (rows > 4 * need and rows > self.MIN_ROWS)
+                or any(old.dtype != new.dtype for old, new in zip(self._columns, columns))):
+            grown = [np.empty((max(2 * need, self.MIN_ROWS),) + old.shape[1:], dtype=np.result_type(old, new))
+                     for old, new in zip(self._columns, columns)]
+            for dst, src in zip(grown, self._columns):
+                dst[:kept] = src[self._start:self._stop]
+            self._columns, self._start, self._stop = grown, 0, kept
+        stop = self._stop + n
+        for dst, src in zip(self._columns, columns):
+            dst[self._stop:stop] = src
+        self._stop = stop
 
     def trim(self, keep_from: int) -> None:
         cut = keep_from - self.base
-        if self.data is not None and cut > 0:
-            self.data = self.data.slice(cut, len(self.data))
+        if self._columns is not None and cut > 0:
+            self._start = min(self._start + cut, self._stop)
             self.base += cut
 
     def view(self, start: int, stop: int) -> Features:
-        lo = max(start, self.base) - self.base
-        hi = max(min(stop, self.end), self.base) - self.base
-        return self.data.slice(lo, hi)
+        kept = self._stop - self._start
+        lo = min(max(start, self.base) - self.base, kept)
+        hi = min(max(min(stop, self.end), self.base) - self.base, kept)
+        return self._rows(self._start + lo, self._start + max(lo, hi))
 
     def t(self, index: int) -> float:
-        return float(self.data.t_s[min(max(index, self.base), self.end - 1) - self.base])
+        i = min(max(index, self.base), self.end - 1) - self.base
+        if i < 0:
+            raise IndexError(f"no features kept for sample {index}")
+        return float(self._columns[0][self._start + i])
 
 
 @dataclass
@@ -239,7 +291,7 @@ class PhaseTracker:
         return self._n
 
     def hold_elapsed_s(self) -> float:
-        if self._rep is None or self._buf.data is None:
+        if self._rep is None or not self._buf.started:
             return 0.0
         return max(0.0, self._buf.t(self._n - 1) - self._rep.hold_start_s)
 
@@ -255,19 +307,37 @@ class PhaseTracker:
         self._buf.append(block)
         n0 = self._n
         self._n += n
-        p = self.params
-        moving = hysteresis(block.motion_dps, p.moving_threshold_dps, p.still_threshold_dps, self._moving)
-        self._moving = bool(moving[-1])
-        previous = np.empty(n, dtype=bool)
-        previous[0] = self._run_moving
-        previous[1:] = moving[:-1]
-        for i in np.flatnonzero(moving != previous):
-            self._advance(n0 + int(i))
-            self._begin_run(n0 + int(i), bool(moving[i]))
+        for i, moving in self._run_changes(block.motion_dps):
+            self._advance(n0 + i)
+            self._begin_run(n0 + i, moving)
         self._advance(n0 + n)
         self._trim()
         events, self._events = self._events, []
         return events
+
+    def _run_changes(self, motion_dps: np.ndarray) -> list[tuple[int, bool]]:
+        """(block index, moving) where the moving/still state (hysteresis) changes within a block;
+        a live block's few samples in plain floats, larger blocks vectorised."""
+        p = self.params
+        high, low = p.moving_threshold_dps, p.still_threshold_dps
+        if motion_dps.shape[0] > _FLOAT_PATH_MAX_SAMPLES:
+            moving = hysteresis(motion_dps, high, low, self._moving)
+            self._moving = bool(moving[-1])
+            previous = np.empty(moving.shape[0], dtype=bool)
+            previous[0] = self._run_moving
+            previous[1:] = moving[:-1]
+            return [(int(i), bool(moving[i])) for i in np.flatnonzero(moving != previous)]
+        state, previous, changes = self._moving, self._run_moving, []
+        for i, x in enumerate(motion_dps.tolist()):
+            if x < low:
+                state = False
+            elif x > high:
+                state = True
+            if state != previous:
+                changes.append((i, state))
+                previous = state
+        self._moving = state
+        return changes
 
     def finish(self) -> list[Event]:
         """End of data: close an open episode or hold. Returns the final events."""
@@ -466,7 +536,7 @@ class PhaseTracker:
         rep = self._rep
         if self._episode_start is not None:
             until = min(until, self._episode_start + 1)
-        if rep is None or until <= rep.hold_start_i or self._buf.data is None:
+        if rep is None or until <= rep.hold_start_i or not self._buf.started:
             return
         p = self.params
         t_last = self._t(until - 1)
