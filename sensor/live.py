@@ -19,7 +19,7 @@ import numpy as np
 
 from sensor.clock import SensorClock
 from sensor.config import AnalysisParams
-from sensor.dsp.timebase import find_gaps
+from sensor.dsp.timebase import continues_without_gap, find_gaps
 from sensor.errors import DecodeError, RecordingError
 from sensor.pipeline import Event, LivePipeline, SessionResult
 from sensor.protocols.base import DecodedPacket, Profile
@@ -292,6 +292,9 @@ class LiveSession:
         if samples.seq is None:
             return
         t_s, seq = samples.t_s, samples.seq
+        if self._last_kept is not None and continues_without_gap(*self._last_kept, t_s, seq, self.rate_hz):
+            self._last_kept = (float(t_s[-1]), int(seq[-1]))
+            return
         if self._last_kept is not None:
             t_s = np.concatenate([[self._last_kept[0]], t_s])
             seq = np.concatenate([[self._last_kept[1]], seq])

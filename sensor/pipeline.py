@@ -23,7 +23,7 @@ from sensor.config import STANDARD_GRAVITY_MPS2, AnalysisParams
 from sensor.dsp.filters import StreamingSOS, filtfilt, lowpass_sos
 from sensor.dsp.orientation import (StreamingOrientation, inclination_deg, offline_orientation, to_earth,
                                     up_in_sensor)
-from sensor.dsp.timebase import PAUSE_MIN_PERIODS, fill_short_gaps, find_gaps, nominal_rate_hz
+from sensor.dsp.timebase import continues_without_gap, fill_short_gaps, find_gaps, nominal_rate_hz
 from sensor.errors import DataError
 from sensor.types import DataIssue, Gap, Placement, RecordingMeta, Rep, Samples
 
@@ -406,25 +406,6 @@ class LiveState:
     gaps: int
 
 
-def _continues_without_gap(last: Samples, samples: Samples, rate_hz: float) -> bool:
-    """True when `samples` follows the block `last` with no gap and nothing to fill: what find_gaps and
-    fill_short_gaps find in the two joined (no counter jump, no pause; without a counter no interval
-    over 1.5 periods), checked in plain floats on a live block's few samples."""
-    t_prev = float(last.t_s[-1])
-    if last.seq is not None and samples.seq is not None:
-        s_prev = int(last.seq[-1])
-        for s, t in zip(samples.seq.tolist(), samples.t_s.tolist()):
-            if s - s_prev > 1 or (t - t_prev) * rate_hz > PAUSE_MIN_PERIODS:
-                return False
-            s_prev, t_prev = s, t
-        return True
-    for t in samples.t_s.tolist():
-        if (t - t_prev) * rate_hz - 1.0 > 0.5:
-            return False
-        t_prev = t
-    return True
-
-
 def _group_delay_samples(sos: np.ndarray) -> int:
     """Low-frequency group delay of a causal SOS filter, in whole samples."""
     from scipy import signal  # imported on first use, see sensor.dsp.filters
@@ -502,7 +483,10 @@ class LivePipeline:
         last, self._last = self._last, samples
         if last is None:
             return ([], *_bridged(samples, self.rate_hz, self.params))
-        if len(samples) <= _FLOAT_PATH_MAX_SAMPLES and _continues_without_gap(last, samples, self.rate_hz):
+        with_seq = last.seq is not None and samples.seq is not None
+        if len(samples) <= _FLOAT_PATH_MAX_SAMPLES and continues_without_gap(
+                float(last.t_s[-1]), int(last.seq[-1]) if with_seq else None, samples.t_s,
+                samples.seq if with_seq else None, self.rate_hz):
             return [], samples, None
         last = last.slice(len(last) - 1, len(last))
         if (last.seq is None) != (samples.seq is None):

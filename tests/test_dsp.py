@@ -277,3 +277,21 @@ def test_a_pause_with_a_continuous_counter_is_a_gap():
     assert gaps[0].missing_samples == 200
     jittered = np.arange(200) / rate_hz + 0.003 * np.sin(np.arange(200))
     assert timebase.find_gaps(jittered, seq, rate_hz) == []
+
+
+@given(steps=st.lists(st.integers(-1, 3), min_size=1, max_size=12),
+       dt_periods=st.lists(st.floats(0.0, 7.0), min_size=12, max_size=12), with_seq=st.booleans())
+def test_continues_without_gap_only_when_find_gaps_and_fill_find_nothing(steps, dt_periods, with_seq):
+    rate_hz = 200.0
+    seq = np.cumsum([10] + steps)
+    t_s = np.cumsum([1.0] + [d / rate_hz for d in dt_periods[:len(steps)]])
+    joined = Samples(t_s, np.zeros((len(t_s), 3)), np.zeros((len(t_s), 3)), seq if with_seq else None)
+    clear = timebase.continues_without_gap(float(t_s[0]), int(seq[0]) if with_seq else None, t_s[1:],
+                                           seq[1:] if with_seq else None, rate_hz)
+    if clear:
+        assert timebase.find_gaps(joined.t_s, joined.seq, rate_hz) == []
+        assert timebase.fill_short_gaps(joined, rate_hz, 100) is joined
+    if with_seq and all(s == 1 for s in steps) and all(d <= 4.99 for d in dt_periods[:len(steps)]):
+        assert clear
+    if not with_seq and all(d <= 1.49 for d in dt_periods[:len(steps)]):
+        assert clear

@@ -122,3 +122,24 @@ def fill_short_gaps(samples: Samples, rate_hz: float, max_missing: int = 3) -> S
     seq = None if samples.seq is None else spread(samples.seq, samples.seq[gap_idx] + k)
     return Samples(interpolate(samples.t_s), interpolate(samples.acc_mps2), interpolate(samples.gyr_radps),
                    seq, interpolate(samples.mag_ut))
+
+
+def continues_without_gap(t_prev_s: float, seq_prev: int | None, t_s: np.ndarray, seq: np.ndarray | None,
+                          rate_hz: float) -> bool:
+    """True when a block t_s (n,) (and its counter seq (n,)) follows the sample (t_prev_s, seq_prev)
+    with nothing that `find_gaps` would report or `fill_short_gaps` fill in the two joined: with both
+    counters every counter step is at most 1 and no pause; without them no interval longer than 1.5
+    periods. False means "maybe": ask find_gaps. Plain floats, for a live block's few samples, where
+    numpy's per-call overhead would cost more than these comparisons.
+    """
+    if seq_prev is not None and seq is not None:
+        for s, t in zip(seq.tolist(), t_s.tolist()):
+            if s - seq_prev > 1 or (t - t_prev_s) * rate_hz > PAUSE_MIN_PERIODS:
+                return False
+            seq_prev, t_prev_s = s, t
+        return True
+    for t in t_s.tolist():
+        if (t - t_prev_s) * rate_hz - 1.0 > 0.5:
+            return False
+        t_prev_s = t
+    return True
