@@ -77,6 +77,8 @@ class _Line:
     scale: float
 
     def at(self, x: np.ndarray | float) -> np.ndarray | float:
+        if type(x) is float:  # the same arithmetic without numpy's scalar overhead
+            return self.t0 + self.scale * (x - self.x0)
         return self.t0 + self.scale * (np.asarray(x, dtype=np.float64) - self.x0)
 
 
@@ -175,8 +177,9 @@ class SensorClock:
             x_s, lost = self._counted_time(host_time_s, n_samples)
             reset = False
         self._reconnected = False
-        self.stats.duplicate_samples += int((~keep).sum())
-        if not keep.any():
+        kept = int(np.count_nonzero(keep))
+        self.stats.duplicate_samples += n_samples - kept
+        if not kept:
             return MappedBlock(keep, np.zeros(0), self._empty_seq())
         if reset:
             self.stats.counter_resets += 1
@@ -189,7 +192,7 @@ class SensorClock:
         self._last_t_s = float(t_s[-1])
         self._last_x_s = float(x_s[-1])
         self._last_host_s = host_time_s
-        self.stats.samples += int(keep.sum())
+        self.stats.samples += kept
         self.stats.lost_samples += lost
         self.stats.gaps += int(lost > 0)
         self.stats.scale = self._line.scale
@@ -239,12 +242,13 @@ class SensorClock:
         """(counter in the continuous domain before reset handling, reset decided by unwrapping?)."""
         if self.counter_modulus is None or self._last_seq is None:
             return raw + self._seq_offset, None
-        m = self.counter_modulus
-        first, reset = self._unwrap_first(int(raw[0]), host_time_s)
-        steps = np.diff(raw % m)
-        steps = (steps + m // 2) % m - m // 2
-        seq = first + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
-        return seq + self._seq_offset, reset
+        m, half = self.counter_modulus, self.counter_modulus // 2
+        values = raw.tolist()
+        first, reset = self._unwrap_first(values[0], host_time_s)
+        seq = [first + self._seq_offset]
+        for before, after in zip(values, values[1:]):  # a notification's few counters: plain ints
+            seq.append(seq[-1] + (after % m - before % m + half) % m - half)
+        return np.array(seq, dtype=np.int64), reset
 
     def _continuous_seq(
         self, host_time_s: float, raw: np.ndarray
@@ -260,16 +264,17 @@ class SensorClock:
             shift = round(self._expected_next(host_time_s)) - int(seq[0])
             self._seq_offset += shift
             seq = seq + shift
-        keep = np.empty(seq.shape[0], dtype=bool)
+        flags = []
         last = self._last_seq
         lost = 0
-        for i, s in enumerate(seq.tolist()):
-            keep[i] = s > last
-            if keep[i]:
+        for s in seq.tolist():
+            flags.append(s > last)
+            if s > last:
                 lost += s - last - 1
                 last = s
         self._last_seq = last
-        return seq[keep], keep, lost, reset
+        keep = np.array(flags, dtype=bool)
+        return (seq if all(flags) else seq[keep]), keep, lost, reset
 
     def _is_reset(self, first_seq: int, host_time_s: float) -> bool:
         """Counter jumping back: a reset after a reconnect, a long pause or a big jump; else stale."""
