@@ -273,9 +273,11 @@ class LiveSession:
                                        and packet.sensor_time_s is None, packet=packet)
         if block.t_s.size == 0:
             return rate_events
-        keep = block.keep
-        samples = Samples(block.t_s, packet.acc_mps2[keep], packet.gyr_radps[keep],
-                          block.seq if self.profile.has_sample_counter else None)
+        if block.t_s.shape[0] == n:  # all kept (the usual case): the decoder's fresh arrays as they are
+            acc_mps2, gyr_radps = packet.acc_mps2, packet.gyr_radps
+        else:
+            acc_mps2, gyr_radps = packet.acc_mps2[block.keep], packet.gyr_radps[block.keep]
+        samples = Samples(block.t_s, acc_mps2, gyr_radps, block.seq if self.profile.has_sample_counter else None)
         self._count_gaps(samples)
         events = rate_events + self._record(samples)
         events += self._analyse(samples)
