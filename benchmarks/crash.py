@@ -40,7 +40,8 @@ from sensor.protocols import holdmon as hm  # noqa: E402
 from sensor.recording import read_recording, write_recording  # noqa: E402
 from sensor.simulate import SimConfig, simulate_session  # noqa: E402
 from tests.ble.conftest import (  # noqa: E402
-    HOLDMON_CLI, REPO_ROOT, BleStack, Emulators, missing_ble_stack, start_ble_stack, stop_ble_stack)
+    HOLDMON_CLI, REPO_ROOT, BleStack, Emulators, drop_link, missing_ble_stack, start_ble_stack,
+    stop_ble_stack)
 from tests.ble.faults import LiveProcess, drain, parse_emit_log  # noqa: E402
 
 RATE_HZ = 200.0
@@ -117,6 +118,16 @@ def check_run(stack: BleStack, run: CrashRun, record: Path, emit_log: Path, kill
     return run
 
 
+def release_link(stack: BleStack, address: str) -> None:
+    """Drop the dead client's link, as the stack does when a central is gone. (BlueZoo keeps it, and
+    the peripheral's later clean exit unregisters first, so nothing would ever drop it; the next
+    client would find that stale connection.)"""
+    try:
+        drop_link(stack, "hci0", address)
+    except RuntimeError:
+        pass  # not connected (killed before connecting): nothing to release
+
+
 def _is_sent_prefix(samples, source) -> bool:
     n = len(samples)
     if samples.seq is None or not np.array_equal(samples.seq, np.arange(n)):
@@ -155,6 +166,7 @@ def run_crashes(stack: BleStack, out_dir: Path, runs: int, seed: int, max_loss_s
             client.kill()
         finally:
             client.kill()
+            release_link(stack, emulator.address)
             emulator.stop()
         result = check_run(stack, CrashRun(k, delay_s, after_streaming), record, emit_log, kill_s, source, max_loss_s)
         results.append(result)
