@@ -14,7 +14,7 @@ import asyncio
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from bleak import BleakClient, BleakScanner
@@ -46,6 +46,7 @@ class FoundSensor:
     profile: str | None
     rssi: int | None
     device: BLEDevice
+    same_name_elsewhere: tuple[str, ...] = ()  # other addresses seen advertising this name
 
     def to_json(self) -> dict:
         return {"name": self.name, "address": self.address, "profile": self.profile, "rssi": self.rssi}
@@ -121,11 +122,13 @@ async def find_sensor(device: str | None, profile_name: str = "auto", adapter: s
     forced = None if profile_name == "auto" else get_profile(profile_name)
     if device is not None and is_address(device):
         address = device.strip().upper()
-        matches = await _collect(adapter, timeout_s, lambda s: s.address.upper() == address,
-                                 lambda m, _since: bool(m))
-        if not matches:
+        seen = await _collect(adapter, timeout_s, lambda s: s.address.upper() == address or bool(s.name),
+                              lambda m, _since: address in m)
+        if address not in seen:
             raise DeviceError(f"device {address} not found within {timeout_s:g} s on {adapter or 'default adapter'}")
-        sensor = matches[address]
+        sensor = seen[address]
+        others = tuple(a for a, s in seen.items() if a != address and sensor.name and s.name == sensor.name)
+        sensor = replace(sensor, same_name_elsewhere=others)
     else:
         if device is not None:
             wanted = lambda s: s.name == device  # noqa: E731

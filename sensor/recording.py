@@ -861,3 +861,21 @@ def write_recording(path: str | os.PathLike, meta: RecordingMeta, samples: Sampl
     with RecordingWriter(path, meta, samples.seq is not None, with_mag=samples.mag_ut is not None,
                          overwrite=overwrite) as writer:
         writer.append(samples)
+
+
+def write_private_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write (or replace) a file derived from health data (report, plot, truth sidecar), readable by the
+    user only (mode 0600). RecordingError names the file when it cannot be written."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if hasattr(os, "fchmod"):  # also when the file existed with other modes
+                os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise RecordingError(path, exc.strerror or str(exc)) from None

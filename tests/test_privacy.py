@@ -274,6 +274,7 @@ def test_device_address_selects_only_that_address(scripted) -> None:
                                advert("AA:AA:AA:AA:AA:02", "holdmon-leg")]
     found = asyncio.run(scripted.find_sensor("aa:aa:aa:aa:aa:02", timeout_s=0.5))
     assert found.address == "AA:AA:AA:AA:AA:02"
+    assert found.same_name_elsewhere == ("AA:AA:AA:AA:AA:01",)  # reported, never connected
 
 
 def test_device_address_not_advertising_is_refused_even_if_its_name_is(scripted) -> None:

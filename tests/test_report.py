@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_report_renders_every_plot_in_a_headless_browser(sessions, tmp_path):
     run = holdmon("report", str(sessions["weighted"]), str(sessions["right"]), "--baseline", str(sessions["left"]), "-o", str(out), "--png", str(tmp_path / "png"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     page = out.read_text()
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in [out, *(tmp_path / "png").glob("*.png")])
     assert "http://" not in page and "https://" not in page  # self-contained
     assert HOSTILE_NOTE not in page and "&lt;script&gt;console.error" in page
     for heading in ("Weighted lift verification", "Weighted against baseline", "Left against right"):

@@ -204,7 +204,11 @@ class LiveRun:
         opts = self.opts
         found = []
         for device in opts.devices or [None]:
-            found.append(await find_sensor(device, opts.profile, opts.adapter, opts.scan_timeout_s))
+            sensor = await find_sensor(device, opts.profile, opts.adapter, opts.scan_timeout_s)
+            for other in sensor.same_name_elsewhere:
+                self.err.print(f"warning: {other} also advertises {sensor.name!r}; refused, connecting "
+                               f"only to {sensor.address}")
+            found.append(sensor)
         addresses = [f.address.upper() for f in found]
         if len(set(addresses)) != len(addresses):
             raise DeviceError(f"the same sensor was given twice: {', '.join(addresses)}")

@@ -376,7 +376,7 @@ def simulate(
 
     Without --steady or a rep list, each rep may at random drop early, lose balance or abort.
     """
-    from sensor.recording import write_recording
+    from sensor.recording import write_private_file, write_recording
     from sensor.simulate import SimConfig, simulate_session
 
     listed = {"early_drop_reps": early_drop, "balance_loss_reps": balance_loss, "aborted_reps": aborted,
@@ -389,10 +389,7 @@ def simulate(
     result = simulate_session(cfg)
     write_recording(out, result.meta, result.samples)
     truth_file = truth_path(out)
-    try:
-        truth_file.write_text(_dump(result.truth) + "\n")
-    except OSError as exc:
-        raise RecordingError(str(truth_file), exc.strerror or str(exc)) from None
+    write_private_file(truth_file, (_dump(result.truth) + "\n").encode("utf-8"))
     n = len(result.samples)
     stderr.print(f"wrote {out} ({n} samples, {result.samples.t_s[-1] - result.samples.t_s[0]:.1f} s, "
                  f"{len(result.truth['reps'])} reps) and {truth_file}")

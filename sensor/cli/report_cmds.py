@@ -304,14 +304,13 @@ def _cell(value) -> str:
 
 def _mkdir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot create directory: {exc.strerror or exc}") from None
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    from sensor.recording import write_private_file
+
+    write_private_file(path, data)
 
