@@ -184,6 +184,8 @@ def ip_socket_calls(log: str) -> list[str]:
 def strace_prefix(log: Path) -> list[str]:
     exe = shutil.which("strace")
     if exe is None:
+        if os.environ.get("HOLDMON_REQUIRE_STRACE") == "1":
+            pytest.fail("strace is required (HOLDMON_REQUIRE_STRACE=1) but was not found")
         pytest.skip("strace not installed: the network check traces system calls")
     return [exe, "-f", "-qq", "-yy", "-e", "trace=socket,bind,listen,connect", "-e", "signal=none",
             "-o", str(log)]
