@@ -37,22 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sensor.analysis.ankle import AnkleParams, AnkleRefusal, estimate_ankle_motions  # noqa: E402
 from sensor.dsp.orientation import offline_orientation  # noqa: E402
 from sensor.dsp.timebase import fill_short_gaps  # noqa: E402
+from sensor.recording import Recording  # noqa: E402
 from sensor.simulate import SimConfig, simulate_session  # noqa: E402
 
 METHODS = ("naive", "eskf")
 TARGETS = {"rise_median_cm": 1.5, "rise_p90_cm": 3.0, "hip_median_deg": 4.0, "hip_p90_deg": 8.0}
 BRIDGE_MAX_SAMPLES_AT_100HZ = 30
-
-
-@dataclass
-class SimRecording:
-    """The parts of a recording `analyze` needs, built from a simulation."""
-
-    path: str
-    meta: object
-    samples: object
-    issues: list = field(default_factory=list)
-    gaps: list | None = None
 
 
 @dataclass
@@ -149,7 +139,7 @@ def _detected_windows(sim, truth_reps: list[dict]) -> tuple[list, list, int]:
     from sensor.config import AnalysisParams
     from sensor.pipeline import analyze
 
-    result = analyze(SimRecording("sim.csv", sim.meta, sim.samples), AnalysisParams())
+    result = analyze(Recording.from_samples("sim.csv", sim.meta, sim.samples), AnalysisParams())
     windows, scored = [], []
     prev_end = float(sim.samples.t_s[0])
     used: set[int] = set()

@@ -28,21 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sensor.config import AnalysisParams  # noqa: E402
 from sensor.pipeline import analyze  # noqa: E402
+from sensor.recording import Recording  # noqa: E402
 from sensor.simulate import SimConfig, simulate_session  # noqa: E402
 from sensor.types import Rep  # noqa: E402
 
 FLAG_NAMES = ("early_drop", "balance_loss", "aborted")
-
-
-@dataclass
-class SimRecording:
-    """The parts of a recording `analyze` needs, built from a simulation."""
-
-    path: str
-    meta: object
-    samples: object
-    issues: list = field(default_factory=list)
-    gaps: list | None = None
 
 
 @dataclass
@@ -157,7 +147,7 @@ def run_one(seed: int, placement: str, loaded: bool, rate_hz: float, reps: int,
                     early_drop_rate=0.15, balance_loss_rate=0.1, aborted_rate=0.1,
                     lost_packet_rate=lost_packet_rate)
     sim = simulate_session(cfg)
-    result = analyze(SimRecording(f"sim-{seed}", sim.meta, sim.samples), params)
+    result = analyze(Recording.from_samples(f"sim-{seed}", sim.meta, sim.samples), params)
     label = f"seed={seed} {placement} {'loaded' if loaded else 'unloaded'} {rate_hz:g}Hz:"
     return score_session(sim.truth["reps"], result.reps, label)
 

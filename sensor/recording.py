@@ -58,6 +58,12 @@ class Recording:
     issues: list[DataIssue] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
 
+    @classmethod
+    def from_samples(cls, path: str, meta: RecordingMeta, samples: Samples) -> "Recording":
+        """A recording of samples held in memory (e.g. simulated), with its gaps found as on reading."""
+        rate_hz = meta.rate_hz or nominal_rate_hz(samples.t_s)
+        return cls(path, meta, samples, [], find_gaps(samples.t_s, samples.seq, rate_hz))
+
 
 # ----------------------------------------------------------------------------------------- metadata
 

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.live import Live
 
 from sensor.errors import ConfigError, DeviceError, HoldmonError, RecordingError
+from sensor.cli.main import PlacementOpt, SideOpt
 
 if TYPE_CHECKING:
     from sensor.live import LiveSession
@@ -39,16 +40,6 @@ class ProfileOpt(str, Enum):
     holdmon = "holdmon"
     witmotion = "witmotion"
     polar = "polar"
-
-
-class SideOpt(str, Enum):
-    left = "left"
-    right = "right"
-
-
-class PlacementOpt(str, Enum):
-    ankle = "ankle"
-    thigh = "thigh"
 
 
 class EmuProfileOpt(str, Enum):
