@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sensor.errors import ConfigError, DataError, DecodeError
-from sensor.protocols.base import DecodedPacket, Profile
+from sensor.protocols.base import DecodedPacket, Profile, finite_float
 
 PROFILE_NAME = "polar"
 
@@ -123,17 +123,6 @@ def _fail(message: str, offset: int, length: int) -> DecodeError:
     return DecodeError(PROFILE_NAME, message, offset, length)
 
 
-def _finite_float(value: object) -> float | None:
-    """`value` as a finite float, or None if it is no finite real number."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 # ---------------------------------------------------------------- settings and commands
 
 SettingValue = int | float | bytes
@@ -157,7 +146,7 @@ def encode_settings(settings: Mapping[int, SettingValue | Sequence[SettingValue]
 
 def _encode_setting_value(kind: int, size: int, value: SettingValue) -> bytes:
     if kind == FACTOR:
-        factor = _finite_float(value)
+        factor = finite_float(value)
         if factor is None or abs(factor) > FLOAT32_MAX:
             raise ConfigError(f"PMD factor must be a finite float32, got {value!r}")
         return struct.pack("<f", factor)
@@ -459,7 +448,7 @@ def quantise(measurement_type: int, si_values: object, *, frame_type: int = 0, c
              factor: float | None = None) -> np.ndarray:
     """The counts a sensor would send for SI values (m/s^2 or rad/s), saturating at the format's range."""
     fmt = _encodable_format(measurement_type, compressed, frame_type)
-    if factor is not None and not (_finite_float(factor) or 0) > 0:
+    if factor is not None and not (finite_float(factor) or 0) > 0:
         raise DataError(f"factor must be a positive number, got {factor!r}")
     scale = fmt.si_per_unit * ((fmt.default_factor if factor is None else factor) if fmt.uses_factor else 1.0)
     with np.errstate(over="ignore", invalid="ignore"):  # huge values saturate like any out-of-range value
@@ -551,7 +540,7 @@ class PolarDecoder:
     """
 
     def __init__(self, rate_hz: float = NORMAL_RATE_HZ) -> None:
-        rate = _finite_float(rate_hz)
+        rate = finite_float(rate_hz)
         if rate is None or rate <= 0:
             raise ConfigError(f"polar decoder rate must be a positive number of Hz, got {rate_hz!r}")
         self.rate_hz = rate

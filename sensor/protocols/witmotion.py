@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from sensor.errors import ConfigError, DataError, DecodeError
-from sensor.protocols.base import DecodedPacket, Profile
+from sensor.protocols.base import DecodedPacket, Profile, finite_float
 
 PROFILE_NAME = "witmotion"
 
@@ -67,17 +67,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _finite_float(value: object) -> float | None:
-    """`value` as a finite float, or None if it is no finite real number."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def write_register_command(reg: int, value: int) -> bytes:
     """`FF AA reg valL valH`: write the 16-bit `value` (0..65535) into register `reg` (0..255)."""
     if not (_is_int(reg) and _is_int(value) and 0 <= reg <= 0xFF and 0 <= value <= 0xFFFF):
@@ -112,7 +101,7 @@ def read_register_command(reg: int) -> bytes:
 
 def nearest_rate_hz(rate_hz: float) -> float:
     """The supported output rate closest to `rate_hz` (in log scale), e.g. 60 -> 50, 150 -> 200."""
-    rate = _finite_float(rate_hz)
+    rate = finite_float(rate_hz)
     if rate is None or rate <= 0:
         raise ConfigError(f"witmotion rate must be a positive number of Hz, got {rate_hz!r}")
     return min(RATE_CODES, key=lambda r: abs(math.log(r / rate)))
@@ -120,7 +109,7 @@ def nearest_rate_hz(rate_hz: float) -> float:
 
 def rate_command(rate_hz: float) -> bytes:
     """Set the output rate: `FF AA 03 code 00`; `rate_hz` must be one of `RATE_CODES`."""
-    rate = _finite_float(rate_hz)
+    rate = finite_float(rate_hz)
     code = RATE_CODES.get(rate) if rate is not None else None
     if code is None:
         raise ConfigError(f"witmotion has no rate {rate_hz!r} Hz; supported: {sorted(RATE_CODES)}")
