@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, strategies as st
 
-from sensor.errors import ConfigError, DataError, DecodeError, HoldmonError
+from sensor.errors import ConfigError, DataError, DecodeError
 from sensor.protocols import PROFILES, holdmon as hm, match_profile, polar as pl, witmotion as wm
 
 anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=3),
