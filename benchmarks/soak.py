@@ -22,7 +22,8 @@ the first notification sent after the stream resumed): those were in flight when
 Samples the emulator sent after the client's STOP command at the end (its last, flushed packet, which
 BlueZoo may relay after the write's reply, when the client has gone) are counted apart. Any other
 missing sample is *unexplained loss*, which must be 0. Glitches open no window: all their samples
-must arrive. Both recordings must replay (`holdmon replay --json` exit 0).
+must arrive. The client's end-of-session summary must match each file (samples, gaps, samples lost by
+the counter), and both recordings must replay (`holdmon replay --json` exit 0).
 
 Output: a table on stdout; with --json the last line is one JSON document.
 """
@@ -105,6 +106,7 @@ class SideAccount:
     duplicates_injected: int = 0
     garbage_injected: int = 0
     gaps_in_file: int = 0
+    counter_jumps_in_file: int = 0  # samples missing by the recorded counter (what the summary calls lost)
     summary: dict = field(default_factory=dict)
     summary_matches_file: bool = False
     replay_exit: int | None = None
@@ -184,6 +186,7 @@ def account(side: str, emit_log: Path, record: Path, source, faults: list[Fault]
     recording = read_recording(record)
     acc.recorded = len(recording.samples)
     acc.gaps_in_file = len(recording.gaps)
+    acc.counter_jumps_in_file = int(np.maximum(np.diff(recording.samples.seq) - 1, 0).sum())
     index, run_of = stream_indices(recording.samples.seq, runs)
     acc.value_mismatches = value_mismatches(recording, index, source)
     recorded_per_run = [set(index[run_of == r].tolist()) for r in range(len(runs))]
@@ -354,7 +357,8 @@ def run_soak(stack: BleStack, out_dir: Path, minutes: float, fault_every_s: floa
     for sensor in sensors:
         acc = account(sensor.side, sensor.emit_log, records[sensor.side], sources[sensor.side], faults)
         acc.summary = summaries.get(sensor.side, {})
-        acc.summary_matches_file = acc.summary.get("samples") == acc.recorded
+        acc.summary_matches_file = (acc.summary.get("samples"), acc.summary.get("gaps"), acc.summary.get("lost")) \
+            == (acc.recorded, acc.gaps_in_file, acc.counter_jumps_in_file)
         acc.replay_exit, acc.replay_reps, acc.replay_error = replay(stack, records[sensor.side])
         sides.append(acc)
     warmup_s = min(WARMUP_MAX_S, 0.25 * duration_s)
