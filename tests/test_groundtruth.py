@@ -15,6 +15,7 @@ import pytest
 
 from sensor.config import AnalysisParams
 from sensor.pipeline import analyze
+from sensor.recording import Recording
 from sensor.simulate import SimConfig, simulate_session
 
 _spec = importlib.util.spec_from_file_location(
@@ -37,7 +38,7 @@ def score():
                                 lost_packet_rate=0.01, early_drop_rate=0.2, balance_loss_rate=0.15,
                                 aborted_rate=0.15)
                 sim = simulate_session(cfg)
-                rec = groundtruth.SimRecording(f"sim-{seed}", sim.meta, sim.samples)
+                rec = Recording.from_samples(f"sim-{seed}", sim.meta, sim.samples)
                 result = analyze(rec, AnalysisParams())
                 total.add(groundtruth.score_session(sim.truth["reps"], result.reps, f"seed {seed}"))
     return total
