@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -757,8 +756,9 @@ class RecordingWriter:
 
     The file is created with mode 0600 (an existing file is refused unless overwrite=True); metadata and
     header are written at once. Every `append` hands its rows to the operating system before returning,
-    so a crash of this process loses nothing appended; the file is also fsynced at most once per second
-    while appending and on `flush`/`close`, bounding what a power loss can take to about a second.
+    so a crash of this process loses nothing appended. A background thread fsyncs the file once a second
+    while there is something new (and `flush`/`close` fsync at once), bounding what a power loss can take
+    to about a second without putting the disk's latency into the caller's (the live consumer's) path.
     """
 
     def __init__(self, path: str | os.PathLike, meta: RecordingMeta, with_seq: bool, *,
@@ -777,8 +777,12 @@ class RecordingWriter:
             raise RecordingError(self.path, "file exists (refusing to overwrite a recording)") from None
         except OSError as exc:
             raise RecordingError(self.path, exc.strerror or str(exc)) from None
-        self._last_sync = time.monotonic()
         self._row_fmt = self._make_row_format()
+        self._unsynced = threading.Event()
+        self._closing = threading.Event()
+        self._sync_error: OSError | None = None
+        self._syncer = threading.Thread(target=self._sync_loop, name="recording-fsync", daemon=True)
+        self._syncer.start()
         columns = list(REQUIRED_COLUMNS) + ([SEQ_COLUMN] if with_seq else []) + \
             (list(MAG_COLUMNS) if with_mag else [])
         self._write("\n".join(meta_lines(meta) + [",".join(columns)]) + "\n")
@@ -815,8 +819,20 @@ class RecordingWriter:
                 self.rows_written += start + self._lines_before_error
                 raise
         self.rows_written += n
-        if time.monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
-            self.flush()
+        self._unsynced.set()
+        if self._sync_error is not None:
+            raise RecordingError(self.path, self._sync_error.strerror or str(self._sync_error))
+
+    def _sync_loop(self) -> None:
+        """Background: fsync once per FSYNC_INTERVAL_S while rows were appended since the last one."""
+        while not self._closing.wait(FSYNC_INTERVAL_S):
+            if self._unsynced.is_set():
+                self._unsynced.clear()
+                try:
+                    os.fsync(self._fd)  # type: ignore[arg-type]
+                except OSError as exc:
+                    self._sync_error = exc
+                    return
 
     def _write(self, text: str) -> None:
         """Write all of text; on failure `_lines_before_error` is the number of its lines that reached
@@ -838,12 +854,13 @@ class RecordingWriter:
             os.fsync(self._fd)
         except OSError as exc:
             raise RecordingError(self.path, exc.strerror or str(exc)) from None
-        self._last_sync = time.monotonic()
 
     def close(self) -> None:
         """fsync and close; calling it again does nothing."""
         if self._fd is None:
             return
+        self._closing.set()
+        self._syncer.join()
         try:
             self.flush()
         finally:

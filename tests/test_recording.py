@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -117,22 +118,27 @@ def test_appended_rows_are_in_the_file_before_close(tmp_path: Path) -> None:
         writer.append(samples)
 
 
-def test_writer_syncs_when_a_second_has_passed(tmp_path: Path, monkeypatch) -> None:
-    clock = [100.0]
-    monkeypatch.setattr(rec.time, "monotonic", lambda: clock[0])
-    synced: list[int] = []
+def test_writer_syncs_in_the_background_while_rows_arrive(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(rec, "FSYNC_INTERVAL_S", 0.02)
+    synced = threading.Event()
+    threads: list[str] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(rec.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+
+    def fsync(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        real_fsync(fd)
+        synced.set()
+
+    monkeypatch.setattr(rec.os, "fsync", fsync)
     samples = standing_samples(20)
     with RecordingWriter(tmp_path / "live.csv", RecordingMeta(), with_seq=True) as writer:
         writer.append(samples.slice(0, 5))
-        clock[0] += 0.5
+        assert synced.wait(10.0)  # the background thread synced the new rows ...
+        assert threads == ["recording-fsync"]  # ... not the caller
+        synced.clear()
         writer.append(samples.slice(5, 10))
-        assert synced == []
-        clock[0] += 0.6
-        writer.append(samples.slice(10, 15))
-        assert len(synced) == 1
-    assert len(synced) == 2  # and on close
+        assert synced.wait(10.0)
+    assert threads[-1] == threading.current_thread().name  # close syncs at once, in the caller
 
 
 def test_writer_needs_seq_when_opened_with_seq(tmp_path: Path) -> None:
