@@ -213,6 +213,7 @@ class SensorLink:
         try:
             while not stop.is_set():
                 try:
+                    await _follow_bluez_restart()
                     if device is None:
                         device = await self._rescan(stop)
                     received = self.notifications
@@ -321,6 +322,40 @@ async def _unless_stopped(coro, stop: asyncio.Event) -> bool:
     except (asyncio.CancelledError, Exception):  # noqa: BLE001 - abandoned on purpose
         pass
     return False
+
+
+_bluez_owner: list[str] = []
+"""The unique D-Bus name of the BlueZ daemon the process last saw (empty before the first look)."""
+
+
+async def _follow_bluez_restart() -> None:
+    """Before a (re)connect: if bluetoothd was restarted, make bleak reload BlueZ's objects.
+
+    bleak keeps a copy of BlueZ's object tree and does not notice the daemon going away, so after a
+    restart it would keep the dead daemon's GATT objects next to the new ones (writes then fail with
+    UnknownObject on every attempt). Dropping bleak's bus connection makes its next use reload all
+    objects from the new daemon. Which daemon is running is told by the owner of `org.bluez`.
+    """
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+    from bleak.backends.bluezdbus.manager import get_global_bluez_manager
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                       interface="org.freedesktop.DBus", member="GetNameOwner",
+                                       signature="s", body=["org.bluez"]))
+    finally:
+        bus.disconnect()
+    if reply.message_type != MessageType.METHOD_RETURN:
+        return  # no BlueZ right now: the attempt fails and is retried
+    owner = reply.body[0]
+    if _bluez_owner and _bluez_owner[0] != owner:
+        manager = await get_global_bluez_manager()
+        stale_bus = getattr(manager, "_bus", None)  # bleak 3 keeps its bus here
+        if stale_bus is not None:
+            stale_bus.disconnect()
+    _bluez_owner[:] = [owner]
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
