@@ -35,8 +35,8 @@ sample counter `i` where the profile has one, and is sent no earlier than `t0 + 
 on a monotonic clock, so timing errors never accumulate. A notification carries several samples and
 is sent once its last sample is due.
 
-Fault injection (tests and benchmarks). With `emit_log`, every notification is logged when it is
-handed to D-Bus, one line each, written straight to the file (so a SIGKILLed emulator leaves an exact
+Fault injection (tests and benchmarks). With `emit_log`, every notification is logged just before it
+is handed to D-Bus, one line each, written straight to the file (so a SIGKILLed emulator leaves an exact
 log): `<monotonic s> start <pid> <first index>` once, `<s> data <first index> <n>` per data
 notification, `<s> dup <first index> <n>` for a duplicated one, `<s> garbage <bytes>` for an injected
 undecodable one, `<s> stop` when a central's STOP command arrives (before the samples it flushes). With `glitches`, SIGUSR1 queues those faults for the next data notifications:
@@ -716,8 +716,8 @@ class Peripheral:
             self._notify_data(*held)
 
     def _notify_data(self, payload: bytes, block: SampleBlock) -> None:
-        self.data_char.notify(payload)
-        self._log(f"data {block.first_index} {len(block)}")
+        self._log(f"data {block.first_index} {len(block)}")  # first: a SIGKILL between the two lines
+        self.data_char.notify(payload)  # then leaves a logged packet unsent, never one sent unlogged
         report = self.report
         report.samples_sent += len(block)
         report.notifications_sent += 1
