@@ -46,21 +46,25 @@ def segment_band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, 
     design = _welch_design(nperseg, rate_hz, low_hz, high_hz)
     if design is None:
         return None
-    window, in_band, one_sided, denominator, bin_hz = design
+    basis, one_sided, denominator, bin_hz = design
     starts = np.arange(0, n - nperseg + 1, nperseg - nperseg // 2)
     segments = np.lib.stride_tricks.sliding_window_view(gyr_dps, nperseg, axis=0)[starts]  # (k, 3, m)
-    segments = segments - segments.mean(axis=2, keepdims=True)
-    spectrum = np.fft.rfft(segments * window, axis=2)[:, :, in_band]
-    density = (spectrum.real ** 2 + spectrum.imag ** 2) * one_sided / denominator
+    parts = segments @ basis  # (k, 3, 2 * bins): real parts, then imaginary parts, of the band's bins
+    bins = one_sided.size
+    density = (parts[..., :bins] ** 2 + parts[..., bins:] ** 2) * one_sided / denominator
     return starts, density.sum(axis=(1, 2)) * bin_hz
 
 
 @lru_cache(maxsize=32)
 def _welch_design(nperseg: int, rate_hz: float, low_hz: float, high_hz: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
-    """Periodic Hann window (nperseg,), rfft bins in the band (bool), their one-sided factors, the density
-    denominator rate * sum(window^2) and the bin width in Hz; None when no bin lies in the band.
-    Cached: the same for every hold."""
+                  ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """The band's part of the Welch transform of one segment, as a matrix (nperseg, 2 * bins): a
+    segment (nperseg,) times it gives the real parts, then the imaginary parts, of the rfft bins in
+    the band of the segment with its mean removed and a periodic Hann window applied (mean removal
+    folded in: the transform is linear). Also the bins' one-sided factors, the density denominator
+    rate * sum(window^2) and the bin width in Hz; None when no bin lies in the band.
+    Cached: the same for every hold. Only the band's few bins are computed, not the whole rfft.
+    """
     freqs_hz = np.fft.rfftfreq(nperseg, 1.0 / rate_hz)
     in_band = (freqs_hz >= low_hz) & (freqs_hz <= min(high_hz, rate_hz / 2))
     if not in_band.any():
@@ -69,9 +73,12 @@ def _welch_design(nperseg: int, rate_hz: float, low_hz: float, high_hz: float
     bins = np.flatnonzero(in_band)
     unpaired = (bins == 0) | ((bins == nperseg // 2) & (nperseg % 2 == 0))  # DC and even-n Nyquist
     one_sided = np.where(unpaired, 1.0, 2.0)
-    for a in (window, in_band, one_sided):
+    phase = 2.0 * np.pi * np.outer(np.arange(nperseg), bins) / nperseg
+    windowed = window[:, None] * np.concatenate([np.cos(phase), -np.sin(phase)], axis=1)  # (m, 2 * bins)
+    basis = windowed - windowed.sum(axis=0) / nperseg  # x @ basis == transform of (x - mean(x))
+    for a in (basis, one_sided):
         a.flags.writeable = False
-    return window, in_band, one_sided, rate_hz * np.sum(window ** 2), freqs_hz[1] - freqs_hz[0]
+    return basis, one_sided, rate_hz * np.sum(window ** 2), freqs_hz[1] - freqs_hz[0]
 
 
 def band_power_dps2(gyr_dps: np.ndarray, rate_hz: float, low_hz: float, high_hz: float,
