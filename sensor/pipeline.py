@@ -264,7 +264,7 @@ class _Reference:
 def _make_reference(raw: _Raw, span: tuple[int, int], params: AnalysisParams) -> _Reference:
     i0, i1 = span
     up = raw.up[i0:i1].mean(axis=0)
-    motion = _motion_dps(raw, np.zeros(3), params)[i0:i1]
+    motion = _motion_dps(raw.select(slice(i0, i1)), np.zeros(3), params)  # the reference's rows only
     return _Reference(
         up=up / np.linalg.norm(up),
         gyr_bias_dps=raw.gyr_dps[i0:i1].mean(axis=0),
