@@ -231,20 +231,34 @@ def find_reference(raw: _Raw, rate_hz: float, params: AnalysisParams,
     need = max(2, int(round(params.reference_still_s * rate_hz)))
     if n < need:  # all the data there will ever be is shorter than one window: use it all
         return (0, n) if complete and n > 0 else None
+    prefix = max(_BLOCK, 2 * need)
+    if prefix < n:  # the still run usually comes early: look there first (see _first_still_run)
+        i0 = _first_still_run(_motion_dps(raw.select(slice(0, prefix)), np.zeros(3), params), need, params)
+        if i0 is not None:
+            return i0, i0 + need
     motion = _motion_dps(raw, np.zeros(3), params)
-    still = np.concatenate(([False], motion < params.still_threshold_dps, [False])).astype(np.int8)
-    edges = np.diff(still)
-    starts = np.flatnonzero(edges == 1)
-    stops = np.flatnonzero(edges == -1)
-    long_runs = np.flatnonzero(stops - starts >= need)
-    if long_runs.size:
-        i0 = int(starts[long_runs[0]])
+    i0 = _first_still_run(motion, need, params)
+    if i0 is not None:
         return i0, i0 + need
     if not complete:
         return None
     window = np.convolve(motion, np.ones(need) / need, mode="valid")
     i0 = int(np.argmin(window))
     return i0, i0 + need
+
+
+def _first_still_run(motion: np.ndarray, need: int, params: AnalysisParams) -> int | None:
+    """Start of the first run of at least `need` samples with motion (n,) below the still threshold.
+
+    On a prefix of the data it finds the same run as on all of it, or none: a run cut off by the
+    prefix's end is its last one, and still counts when the part inside is long enough.
+    """
+    still = np.concatenate(([False], motion < params.still_threshold_dps, [False])).astype(np.int8)
+    edges = np.diff(still)
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    long_runs = np.flatnonzero(stops - starts >= need)
+    return int(starts[long_runs[0]]) if long_runs.size else None
 
 
 @dataclass(frozen=True)

@@ -220,3 +220,21 @@ def test_recording_shorter_than_the_reference_window_is_analysed(sim):
     live = LivePipeline(sim.meta, AnalysisParams(), sim.meta.rate_hz)
     live.feed(sim.samples.slice(0, 40))
     assert live.finish().reps == []
+
+
+@pytest.mark.parametrize("still_from", [10, 65_000, 65_500, 70_000])
+def test_find_reference_first_still_run_on_long_data(still_from: int) -> None:
+    """The still run is found wherever it lies relative to the first block that is searched first,
+    also when it straddles that block's end or comes only after it."""
+    from sensor.pipeline import _BLOCK, _Raw
+
+    n, rate_hz, params = 80_000, 200.0, AnalysisParams()
+    need = int(round(params.reference_still_s * rate_hz))
+    gyr_lp = np.zeros((n, 3))
+    gyr_lp[:, 0] = 50.0  # moving everywhere ...
+    gyr_lp[still_from:still_from + need + 5, 0] = 1.0  # ... but one still run
+    gyr_lp[still_from - 3:still_from - 1, 0] = 1.0  # and a shorter one just before it
+    up = np.tile([0.0, 0.0, 1.0], (n, 1))
+    raw = _Raw(np.arange(n) / rate_hz, up, np.zeros(n), gyr_lp, np.zeros((n, 3)), gyr_lp.copy())
+    assert n > _BLOCK
+    assert find_reference(raw, rate_hz, params, complete=True) == (still_from, still_from + need)
